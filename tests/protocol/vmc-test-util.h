@@ -1,0 +1,13 @@
+/* Test helpers shared by the codec suites. */
+#pragma once
+
+#include <glib.h>
+
+/* Parses a hex string ("52 45 44 51", spaces, '|' and newlines ignored) into a new
+ * byte array; aborts the test on a malformed string. */
+GByteArray *vmc_test_hex(const char *hex);
+
+/* Copies `len` bytes into a buffer whose end touches a PROT_NONE guard page, so any
+ * read past `len` faults. Free with vmc_test_guarded_free(). */
+guint8 *vmc_test_guarded_dup(const guint8 *data, gsize len);
+void vmc_test_guarded_free(guint8 *p, gsize len);
