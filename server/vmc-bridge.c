@@ -3,6 +3,8 @@
  * (VmcSpiceHost). See vmc-bridge.h and docs/hosting-libspice-server.md. */
 #include "server/vmc-bridge.h"
 
+#include <gio/gunixsocketaddress.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
@@ -591,6 +593,24 @@ static void core_watch_remove(SpiceWatch *w)
     g_source_unref(&w->source);
 }
 
+static char *peer_address(const SpiceChannelEventInfo *info)
+{
+    g_autoptr(GSocketAddress) addr = NULL;
+
+    if (!(info->flags & SPICE_CHANNEL_EVENT_FLAG_ADDR_EXT) || info->plen_ext == 0) {
+        return NULL;
+    }
+    addr = g_socket_address_new_from_native((gpointer) &info->paddr_ext, info->plen_ext);
+    if (addr != NULL && G_IS_INET_SOCKET_ADDRESS(addr)) {
+        GInetSocketAddress *ia = G_INET_SOCKET_ADDRESS(addr);
+        g_autofree char *host = g_inet_address_to_string(g_inet_socket_address_get_address(ia));
+
+        return g_strdup_printf(strchr(host, ':') != NULL ? "[%s]:%u" : "%s:%u", host,
+                               g_inet_socket_address_get_port(ia));
+    }
+    return addr != NULL && G_IS_UNIX_SOCKET_ADDRESS(addr) ? g_strdup("unix") : NULL;
+}
+
 static void core_channel_event(int event, SpiceChannelEventInfo *info)
 {
     VmcSpiceHost *h = the_host;
@@ -608,10 +628,12 @@ static void core_channel_event(int event, SpiceChannelEventInfo *info)
         if (h->bridge != NULL) {
             vmc_spice_bridge_set_client_id(h->bridge, h->client_id);
         }
-        g_debug("spice host: client %u connected", h->client_id);
         if (h->rec != NULL) {
-            vmc_recorder_event(h->rec, VMC_RECORD_CLIENT_CONNECTED, h->client_id, NULL);
+            g_autofree char *peer = peer_address(info);
+
+            vmc_recorder_event(h->rec, VMC_RECORD_CLIENT_CONNECTED, h->client_id, peer);
         }
+        g_debug("spice host: client %u connected", h->client_id);
     } else if (event == SPICE_CHANNEL_EVENT_DISCONNECTED && h->client_id != 0 &&
                info->connection_id == h->client_connection_id) {
         g_debug("spice host: client %u disconnected", h->client_id);

@@ -9,8 +9,9 @@
  *                          with TEXT; done once the data was handed to spice-gtk
  *   clipboard-wait         wait for the agent to grab, request UTF8_TEXT, print it
  *   wait-stdin             wait for a line (or EOF) on stdin
+ *   wait-agent-gone        wait until the agent is not connected (done at once if so)
  *
- * Every step except wait-stdin first waits until the agent is connected and its
+ * Every step except wait-stdin and wait-agent-gone first waits until the agent is connected and its
  * capabilities have arrived. Machine-readable lines on stdout:
  *   agent-ready CAPS       caps received (hex word 0), after every (re)connect
  *   agent-disconnected
@@ -66,6 +67,11 @@ typedef struct {
     gboolean clip_waiting_data;
     guint32 clip_sel;
 
+    guint live_channels;
+    guint opened_channels; /* channels that reached OPENED (or failed) */
+
+    gboolean waiting_agent_gone;
+
     /* stdin */
     gboolean waiting_stdin;
     guint stdin_watch;
@@ -85,6 +91,15 @@ static void out(const char *fmt, ...)
     fflush(stdout);
 }
 
+/* Quits once no channel is still linking: spice-gtk does not like a session torn down
+ * under a channel in the middle of its link. */
+static void maybe_quit(Client *c)
+{
+    if (c->finished && (c->opened_channels >= c->live_channels || c->exit_code != EXIT_OK)) {
+        g_main_loop_quit(c->loop);
+    }
+}
+
 static void finish(Client *c, int code)
 {
     if (c->finished) {
@@ -95,7 +110,7 @@ static void finish(Client *c, int code)
     if (code == EXIT_OK) {
         out("done");
     }
-    g_main_loop_quit(c->loop);
+    maybe_quit(c);
 }
 
 /* ---- capabilities ---- */
@@ -266,7 +281,23 @@ static void run_next_step(Client *c)
         c->stdin_watch = g_unix_fd_add(STDIN_FILENO, G_IO_IN | G_IO_HUP, on_stdin, c);
         return;
     }
-    if (!c->agent_ready) {
+    if (strcmp(verb, "wait-agent-gone") == 0) {
+        gboolean connected = FALSE;
+
+        c->step_running = TRUE;
+        if (c->main != NULL) {
+            g_object_get(c->main, "agent-connected", &connected, NULL);
+        }
+        if (!connected) {
+            step_done(c, TRUE);
+        } else {
+            c->waiting_agent_gone = TRUE;
+        }
+        return;
+    }
+    /* The live state, not the last notification: spice-gtk fails a copy while it
+     * handles AGENT_DISCONNECTED, before agent-connected is notified. */
+    if (!agent_is_ready(c)) {
         return; /* resumed from on_agent_update */
     }
     c->step_running = TRUE;
@@ -321,6 +352,10 @@ static void on_agent_connected(GObject *obj, GParamSpec *pspec, gpointer user_da
     if (!connected && c->agent_ready) {
         c->agent_ready = FALSE;
         out("agent-disconnected");
+    }
+    if (!connected && c->waiting_agent_gone) {
+        c->waiting_agent_gone = FALSE;
+        step_done(c, TRUE);
     }
     on_agent_update(SPICE_CHANNEL(obj), c);
 }
@@ -386,6 +421,11 @@ static void on_channel_event(SpiceChannel *channel, SpiceChannelEvent event, gpo
 {
     Client *c = user_data;
 
+    if (event != SPICE_CHANNEL_NONE && !g_object_get_data(G_OBJECT(channel), "vmc-opened")) {
+        g_object_set_data(G_OBJECT(channel), "vmc-opened", GINT_TO_POINTER(1));
+        c->opened_channels++;
+        maybe_quit(c);
+    }
     switch (event) {
     case SPICE_CHANNEL_OPENED:
         if (SPICE_IS_MAIN_CHANNEL(channel)) {
@@ -417,6 +457,7 @@ static void on_channel_new(SpiceSession *session, SpiceChannel *channel, gpointe
 {
     Client *c = user_data;
 
+    c->live_channels++;
     g_signal_connect(channel, "channel-event", G_CALLBACK(on_channel_event), c);
     if (SPICE_IS_MAIN_CHANNEL(channel)) {
         c->main = SPICE_MAIN_CHANNEL(channel);
@@ -438,6 +479,18 @@ static void on_channel_destroy(SpiceSession *session, SpiceChannel *channel, gpo
     if (SPICE_CHANNEL(c->main) == channel) {
         c->main = NULL;
     }
+    if (c->live_channels > 0) {
+        c->live_channels--;
+        if (g_object_get_data(G_OBJECT(channel), "vmc-opened") && c->opened_channels > 0) {
+            c->opened_channels--;
+        }
+    }
+}
+
+static gboolean on_shutdown_deadline(gpointer user_data)
+{
+    *(gboolean *) user_data = TRUE;
+    return G_SOURCE_REMOVE;
 }
 
 static gboolean on_timeout(gpointer user_data)
@@ -527,7 +580,19 @@ int main(int argc, char **argv)
     }
     g_cancellable_cancel(c.cancel);
     spice_session_disconnect(c.session);
-    /* Let the channels' coroutines unwind. */
+    /* Let the channels go and their coroutines unwind before the session does: the
+     * session must outlive them. Bounded. */
+    {
+        gboolean expired = FALSE;
+        guint t = g_timeout_add(3000, on_shutdown_deadline, &expired);
+
+        while (c.live_channels > 0 && !expired) {
+            g_main_context_iteration(NULL, TRUE);
+        }
+        if (!expired) {
+            g_source_remove(t);
+        }
+    }
     while (g_main_context_iteration(NULL, FALSE)) {
     }
     g_object_unref(c.session);
