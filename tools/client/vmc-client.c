@@ -426,7 +426,8 @@ flush_agent_queue(VmcClient *c)
     if (c->state != VMC_CLIENT_STATE_CONNECTED)
         return;
     while (!g_queue_is_empty(&c->agent_queue)) {
-        if (c->cfg.respect_tokens && c->server_tokens == 0)
+        /* The server drops AGENT_DATA before AGENT_START (and returns no token). */
+        if (c->cfg.respect_tokens && (c->server_tokens == 0 || !c->agent_started))
             break;
         GBytes *body = g_queue_pop_head(&c->agent_queue);
         gboolean starts = GPOINTER_TO_INT(g_queue_pop_head(&c->agent_queue_starts));
@@ -780,6 +781,8 @@ handle_message(VmcClient *c, guint16 type, guint64 serial, const guint8 *body, g
         if (vmc_u32_body_decode(body, len, &v) == VMC_DECODE_OK) {
             c->server_tokens = v > G_MAXUINT32 - c->server_tokens ? G_MAXUINT32
                                                                   : c->server_tokens + v;
+            g_debug("client: AGENT_TOKEN(%u): %u tokens, %" G_GSIZE_FORMAT " bytes queued", v,
+                    c->server_tokens, c->agent_queue_bytes);
             flush_agent_queue(c);
         }
         break;
