@@ -1,0 +1,360 @@
+/* vmc-ticket.c — RSA-1024 ticket keys (OpenSSL 3 EVP), their pool, the password check. */
+#include "server/vmc-ticket.h"
+
+#include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+#include <gio/gio.h>
+
+#define TICKET_RSA_BITS 1024
+
+struct _VmcTicketKey {
+    EVP_PKEY *pkey;
+    guint8 pub[VMC_TICKET_PUBKEY_BYTES];
+};
+
+static void
+set_ssl_error(GError **error, const char *what)
+{
+    char buf[256];
+    unsigned long e = ERR_get_error();
+
+    if (e != 0)
+        ERR_error_string_n(e, buf, sizeof(buf));
+    else
+        g_strlcpy(buf, "unknown error", sizeof(buf));
+    ERR_clear_error();
+    g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s: %s", what, buf);
+}
+
+/**
+ * vmc_ticket_key_new:
+ *
+ * Returns: (transfer full): a new RSA-1024 (e = 65537) key, or %NULL on an OpenSSL
+ *   failure
+ */
+VmcTicketKey *
+vmc_ticket_key_new(GError **error)
+{
+    VmcTicketKey *key;
+    EVP_PKEY *pkey;
+    unsigned char *p;
+    int n;
+
+    pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)TICKET_RSA_BITS);
+    if (pkey == NULL) {
+        set_ssl_error(error, "RSA key generation failed");
+        return NULL;
+    }
+    n = i2d_PUBKEY(pkey, NULL);
+    if (n != (int)VMC_TICKET_PUBKEY_BYTES) {
+        EVP_PKEY_free(pkey);
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "unexpected public key size %d (want %u)", n, VMC_TICKET_PUBKEY_BYTES);
+        return NULL;
+    }
+    key = g_new0(VmcTicketKey, 1);
+    key->pkey = pkey;
+    p = key->pub;
+    i2d_PUBKEY(pkey, &p);
+    return key;
+}
+
+void
+vmc_ticket_key_free(VmcTicketKey *key)
+{
+    if (key == NULL)
+        return;
+    EVP_PKEY_free(key->pkey);
+    g_free(key);
+}
+
+const guint8 *
+vmc_ticket_key_get_public(VmcTicketKey *key)
+{
+    g_return_val_if_fail(key != NULL, NULL);
+    return key->pub;
+}
+
+static gboolean
+setup_oaep(EVP_PKEY_CTX *ctx)
+{
+    return EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) > 0 &&
+           EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha1()) > 0 &&
+           EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha1()) > 0;
+}
+
+/**
+ * vmc_ticket_key_decrypt:
+ * @cipher: (array length=len): the 128 ticket bytes (borrowed)
+ * @out: (out caller-allocates) (array fixed-size=128): the plaintext
+ * @out_len: (out): its length
+ */
+gboolean
+vmc_ticket_key_decrypt(VmcTicketKey *key, const guint8 *cipher, gsize len, guint8 *out,
+                       gsize *out_len)
+{
+    guint8 tmp[VMC_TICKET_CIPHER_BYTES];
+    size_t n = sizeof(tmp);
+    EVP_PKEY_CTX *ctx;
+    gboolean ok;
+
+    g_return_val_if_fail(key != NULL, FALSE);
+    g_return_val_if_fail(cipher != NULL && out != NULL && out_len != NULL, FALSE);
+
+    if (len != VMC_TICKET_CIPHER_BYTES)
+        return FALSE;
+    ctx = EVP_PKEY_CTX_new(key->pkey, NULL);
+    ok = ctx != NULL && EVP_PKEY_decrypt_init(ctx) > 0 && setup_oaep(ctx) &&
+         EVP_PKEY_decrypt(ctx, tmp, &n, cipher, len) > 0 && n <= sizeof(tmp);
+    EVP_PKEY_CTX_free(ctx);
+    ERR_clear_error();
+    if (ok) {
+        memcpy(out, tmp, n);
+        *out_len = n;
+    }
+    OPENSSL_cleanse(tmp, sizeof(tmp));
+    return ok;
+}
+
+/**
+ * vmc_ticket_encrypt:
+ * @pub_key: (array length=pub_key_len): DER SubjectPublicKeyInfo
+ * @out: (out caller-allocates) (array fixed-size=128): the ticket
+ */
+gboolean
+vmc_ticket_encrypt(const guint8 *pub_key, gsize pub_key_len, const guint8 *plain,
+                   gsize plain_len, guint8 *out, gsize *out_len)
+{
+    const unsigned char *p = pub_key;
+    EVP_PKEY *pkey;
+    EVP_PKEY_CTX *ctx = NULL;
+    size_t n = VMC_TICKET_CIPHER_BYTES;
+    gboolean ok;
+
+    g_return_val_if_fail(pub_key != NULL && out != NULL && out_len != NULL, FALSE);
+
+    if (pub_key_len > G_MAXLONG)
+        return FALSE;
+    pkey = d2i_PUBKEY(NULL, &p, (long)pub_key_len);
+    if (pkey == NULL) {
+        ERR_clear_error();
+        return FALSE;
+    }
+    ok = EVP_PKEY_get_size(pkey) == (int)VMC_TICKET_CIPHER_BYTES &&
+         (ctx = EVP_PKEY_CTX_new(pkey, NULL)) != NULL && EVP_PKEY_encrypt_init(ctx) > 0 &&
+         setup_oaep(ctx) && EVP_PKEY_encrypt(ctx, out, &n, plain, plain_len) > 0;
+    EVP_PKEY_CTX_free(ctx);
+    EVP_PKEY_free(pkey);
+    ERR_clear_error();
+    if (ok)
+        *out_len = n;
+    return ok;
+}
+
+/**
+ * vmc_ticket_check_password:
+ * @plain: (array length=len): a decrypted ticket
+ * @password: (nullable): the configured password
+ */
+gboolean
+vmc_ticket_check_password(const guint8 *plain, gsize len, const char *password)
+{
+    guint8 a[VMC_TICKET_MAX_PASSWORD + 1];
+    guint8 b[VMC_TICKET_MAX_PASSWORD + 1];
+    gsize plen, pwlen;
+    gboolean ok;
+
+    if (password == NULL || password[0] == '\0' || (plain == NULL && len > 0))
+        return FALSE;
+    pwlen = strnlen(password, VMC_TICKET_MAX_PASSWORD + 1);
+    plen = plain ? strnlen((const char *)plain, len) : 0;
+
+    /* fixed-size, zero-padded copies so the comparison time does not depend on where
+     * the first difference is */
+    memset(a, 0, sizeof(a));
+    memset(b, 0, sizeof(b));
+    if (plen > 0)
+        memcpy(a, plain, MIN(plen, sizeof(a)));
+    memcpy(b, password, MIN(pwlen, sizeof(b)));
+    ok = CRYPTO_memcmp(a, b, sizeof(a)) == 0;
+    OPENSSL_cleanse(a, sizeof(a));
+    OPENSSL_cleanse(b, sizeof(b));
+    return ok && plen == pwlen && pwlen <= VMC_TICKET_MAX_PASSWORD;
+}
+
+/* ------------------------------------------------------------------------------------
+ * pool
+ * ------------------------------------------------------------------------------------ */
+
+struct _VmcTicketPool {
+    GMutex lock;
+    GCond cond;
+    GQueue keys;
+    guint target;
+    gboolean background;
+    gboolean closing;
+    GThread *worker; /* running while the pool is below target */
+    guint64 misses;
+};
+
+/* Worker: makes keys until the pool is full, then exits. Touches only the queue. */
+static gpointer
+pool_worker(gpointer data)
+{
+    VmcTicketPool *pool = data;
+
+    for (;;) {
+        VmcTicketKey *key;
+        GError *error = NULL;
+
+        g_mutex_lock(&pool->lock);
+        if (pool->closing || pool->keys.length >= pool->target) {
+            g_mutex_unlock(&pool->lock);
+            break;
+        }
+        g_mutex_unlock(&pool->lock);
+
+        key = vmc_ticket_key_new(&error);
+        if (key == NULL) {
+            g_debug("ticket key pool: %s", error->message);
+            g_error_free(error);
+            break;
+        }
+        g_mutex_lock(&pool->lock);
+        g_queue_push_tail(&pool->keys, key);
+        g_mutex_unlock(&pool->lock);
+    }
+    g_mutex_lock(&pool->lock);
+    pool->worker = NULL; /* the owner of the GThread reference is the thread itself */
+    g_cond_broadcast(&pool->cond);
+    g_mutex_unlock(&pool->lock);
+    return NULL;
+}
+
+/* Called with the lock held. */
+static void
+pool_kick(VmcTicketPool *pool)
+{
+    GError *error = NULL;
+    GThread *t;
+
+    if (!pool->background || pool->closing || pool->worker != NULL ||
+        pool->keys.length >= pool->target)
+        return;
+    t = g_thread_try_new("vmc-ticket-keys", pool_worker, pool, &error);
+    if (t == NULL) {
+        g_debug("ticket key pool: cannot start a worker: %s", error->message);
+        g_error_free(error);
+        return;
+    }
+    pool->worker = t;
+    g_thread_unref(t); /* detached; pool_free waits on the condition instead */
+}
+
+/**
+ * vmc_ticket_pool_new:
+ * @target: keys to keep ready (0 is taken as 1)
+ * @background: refill from a worker thread
+ *
+ * Returns: (transfer full): the pool
+ */
+VmcTicketPool *
+vmc_ticket_pool_new(guint target, gboolean background)
+{
+    VmcTicketPool *pool = g_new0(VmcTicketPool, 1);
+
+    g_mutex_init(&pool->lock);
+    g_cond_init(&pool->cond);
+    g_queue_init(&pool->keys);
+    pool->target = MAX(target, 1u);
+    pool->background = background;
+    g_mutex_lock(&pool->lock);
+    pool_kick(pool);
+    g_mutex_unlock(&pool->lock);
+    return pool;
+}
+
+void
+vmc_ticket_pool_free(VmcTicketPool *pool)
+{
+    if (pool == NULL)
+        return;
+    g_mutex_lock(&pool->lock);
+    pool->closing = TRUE;
+    while (pool->worker != NULL)
+        g_cond_wait(&pool->cond, &pool->lock);
+    g_mutex_unlock(&pool->lock);
+    g_queue_clear_full(&pool->keys, (GDestroyNotify)vmc_ticket_key_free);
+    g_mutex_clear(&pool->lock);
+    g_cond_clear(&pool->cond);
+    g_free(pool);
+}
+
+VmcTicketKey *
+vmc_ticket_pool_take(VmcTicketPool *pool, GError **error)
+{
+    VmcTicketKey *key;
+
+    g_return_val_if_fail(pool != NULL, NULL);
+
+    g_mutex_lock(&pool->lock);
+    key = g_queue_pop_head(&pool->keys);
+    if (key == NULL)
+        pool->misses++;
+    pool_kick(pool);
+    g_mutex_unlock(&pool->lock);
+    if (key == NULL)
+        key = vmc_ticket_key_new(error);
+    return key;
+}
+
+gboolean
+vmc_ticket_pool_fill(VmcTicketPool *pool, GError **error)
+{
+    g_return_val_if_fail(pool != NULL, FALSE);
+
+    for (;;) {
+        VmcTicketKey *key;
+
+        g_mutex_lock(&pool->lock);
+        if (pool->keys.length >= pool->target) {
+            g_mutex_unlock(&pool->lock);
+            return TRUE;
+        }
+        g_mutex_unlock(&pool->lock);
+        key = vmc_ticket_key_new(error);
+        if (key == NULL)
+            return FALSE;
+        g_mutex_lock(&pool->lock);
+        g_queue_push_tail(&pool->keys, key);
+        g_mutex_unlock(&pool->lock);
+    }
+}
+
+guint
+vmc_ticket_pool_get_ready(VmcTicketPool *pool)
+{
+    guint n;
+
+    g_return_val_if_fail(pool != NULL, 0);
+    g_mutex_lock(&pool->lock);
+    n = pool->keys.length;
+    g_mutex_unlock(&pool->lock);
+    return n;
+}
+
+guint64
+vmc_ticket_pool_get_misses(VmcTicketPool *pool)
+{
+    guint64 n;
+
+    g_return_val_if_fail(pool != NULL, 0);
+    g_mutex_lock(&pool->lock);
+    n = pool->misses;
+    g_mutex_unlock(&pool->lock);
+    return n;
+}
