@@ -1829,6 +1829,24 @@ vmc_mux_send_server_message(VmcMux *mux, guint32 type, const guint8 *payload, gs
     return TRUE;
 }
 
+/**
+ * vmc_mux_agent_has_cap:
+ * @mux: the multiplexer
+ * @cap: a VD_AGENT_CAP_* bit number
+ *
+ * Returns: whether the connected agent announced @cap (before the policy
+ *   rewrite); %FALSE until it announced anything
+ */
+gboolean
+vmc_mux_agent_has_cap(VmcMux *mux, guint cap)
+{
+    g_return_val_if_fail(mux != NULL, FALSE);
+
+    if (!mux->guest_connected || !mux->have_agent_caps)
+        return FALSE;
+    return vmc_caps_test(mux->agent_caps, mux->agent_ncaps, cap);
+}
+
 /* ------------------------------------------------------------------------- */
 /* agent lifecycle API */
 

@@ -94,6 +94,12 @@ void vmc_mux_guest_output_advance(VmcMux *mux, gsize written);
 gboolean vmc_mux_send_server_message(VmcMux *mux, guint32 type, const guint8 *payload, gsize len,
                                      GError **error);
 
+/* Added by the mux work: whether the connected agent's last ANNOUNCE_CAPABILITIES
+ * had VD_AGENT_CAP_* bit `cap` (as the agent sent it, before the policy rewrite);
+ * FALSE before it announced. E.g. GRAPHICS_DEVICE_INFO is only for agents with
+ * VD_AGENT_CAP_GRAPHICS_DEVICE_INFO. */
+gboolean vmc_mux_agent_has_cap(VmcMux *mux, guint cap);
+
 /* Whole port-2 messages from the agent (at most 64 KiB; larger ones are skipped). */
 typedef void (*VmcMuxServerMessageFunc)(gpointer user_data, const VmcAgentHeader *header,
                                         const guint8 *payload, gsize len);

@@ -424,6 +424,13 @@ test_ref_27(Fx *fx, gconstpointer data)
     msgs2 = mt_pop_all(fx->mux, a);
     g_assert_cmpuint(msgs2->len, ==, 1);
     mt_assert_data_msg(msgs2, 0, want->data, want->len);
+    /* the mux remembers what the agent really announced */
+    g_assert_true(vmc_mux_agent_has_cap(fx->mux, VD_AGENT_CAP_GRAPHICS_DEVICE_INFO));
+    g_assert_true(vmc_mux_agent_has_cap(fx->mux, VD_AGENT_CAP_CLIPBOARD));
+    g_assert_false(vmc_mux_agent_has_cap(fx->mux, VD_AGENT_CAP_FILE_XFER_DISABLED));
+    g_assert_false(vmc_mux_agent_has_cap(fx->mux, 200));
+    vmc_mux_guest_disconnected(fx->mux);
+    g_assert_false(vmc_mux_agent_has_cap(fx->mux, VD_AGENT_CAP_GRAPHICS_DEVICE_INFO));
     /* GRAPHICS_DEVICE_INFO on cap 15 is the embedder's job (it knows the
      * displays): vmc_mux_send_server_message(), see the server tests. */
 }
