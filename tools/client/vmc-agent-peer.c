@@ -144,6 +144,16 @@ piece(VmcAgentPeer *p, const VmcChunkPiece *pc)
     }
     if (p->record_chunks && pc->len > 0)
         g_byte_array_append(p->chunk, pc->data, (guint)pc->len);
+    /* a chunk is reported before the messages it completes */
+    if (pc->chunk_end) {
+        p->chunks++;
+        if (p->record_chunks) {
+            VmcAgentPeerEvent *ev = push_event(p, VMC_AGENT_PEER_EV_CHUNK);
+            ev->port = pc->port;
+            ev->body = g_bytes_new(p->chunk->data, p->chunk->len);
+            g_byte_array_set_size(p->chunk, 0);
+        }
+    }
 
     while (off < pc->len) {
         gsize span;
@@ -168,15 +178,6 @@ piece(VmcAgentPeer *p, const VmcChunkPiece *pc)
             p->ended_in_chunk = TRUE;
             if (pc->port == VMC_PORT_SERVER && ev->header.type == VD_AGENT_CLIENT_DISCONNECTED)
                 vmc_assembler_reset(&p->rx[0]);
-        }
-    }
-    if (pc->chunk_end) {
-        p->chunks++;
-        if (p->record_chunks) {
-            VmcAgentPeerEvent *ev = push_event(p, VMC_AGENT_PEER_EV_CHUNK);
-            ev->port = pc->port;
-            ev->body = g_bytes_new(p->chunk->data, p->chunk->len);
-            g_byte_array_set_size(p->chunk, 0);
         }
     }
 }

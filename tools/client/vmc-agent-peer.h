@@ -20,7 +20,8 @@ typedef struct _VmcAgentPeer VmcAgentPeer;
 
 typedef enum {
     VMC_AGENT_PEER_EV_MESSAGE,   /* a whole message: port, header, body = payload */
-    VMC_AGENT_PEER_EV_CHUNK,     /* a whole chunk (only with record_chunks): port, body */
+    VMC_AGENT_PEER_EV_CHUNK,     /* a whole chunk (only with record_chunks): port, body;
+                                  * reported before the messages it completes */
     VMC_AGENT_PEER_EV_VIOLATION, /* a framing rule broken by the server: detail */
 } VmcAgentPeerEventType;
 

@@ -534,7 +534,7 @@ encrypt_ticket(VmcClient *c, guint8 out[VMC_TICKET_CIPHER_BYTES])
     EVP_PKEY *pkey = NULL;
     EVP_PKEY_CTX *ctx = NULL;
     size_t outlen = VMC_TICKET_CIPHER_BYTES;
-    gsize plen = strlen(c->password) + 1;
+    gsize plen = strlen(c->password) + (c->cfg.ticket_without_nul ? 0 : 1);
 
     memset(out, 0, VMC_TICKET_CIPHER_BYTES);
     if (c->cfg.ticket) {

@@ -27,6 +27,7 @@ typedef struct _VmcClient VmcClient;
 typedef struct {
     const char *password;       /* NULL = empty; encrypted with its NUL, as spice-gtk does */
     gboolean ticket_oaep_sha256;/* encrypt with OAEP-SHA256 (wrong on purpose) */
+    gboolean ticket_without_nul;/* encrypt the password without its NUL */
     const guint8 *ticket;       /* VMC_TICKET_CIPHER_BYTES to send as they are, or NULL */
     guint32 connection_id;      /* 0 for a new session */
     guint8 channel_type;        /* SPICE_CHANNEL_MAIN */
@@ -145,8 +146,9 @@ void vmc_client_send_agent_start(VmcClient *c, guint32 num_tokens);
 /* AGENT_TOKEN(n): adds to our grant. */
 void vmc_client_send_agent_token(VmcClient *c, guint32 n);
 /* Queues an agent message: header + payload cut into AGENT_DATA of at most
- * `max_piece` bytes (0 = 2048; never two messages in one body), sent while tokens
- * allow. */
+ * `max_piece` bytes (0 = 2048; never two messages in one body), sent once the agent
+ * is started (AGENT_START sent) and while the server's tokens allow (both checks
+ * are off with respect_tokens FALSE). */
 void vmc_client_send_agent_message(VmcClient *c, guint32 type, guint64 opaque,
                                    const guint8 *payload, gsize len);
 void vmc_client_send_agent_message_full(VmcClient *c, guint32 protocol, guint32 type,
