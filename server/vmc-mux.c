@@ -722,10 +722,13 @@ coalesce_server_chunk(VmcMux *mux, Piece *np)
 
 /* Queues one mux-made agent message on `port`. Single-chunk port-2 messages go
  * out at the next chunk boundary, even inside a client's port-1 message (agents
- * reassemble each port separately); anything longer, and anything on port 1,
- * waits for a port-1 message boundary and then goes out whole. */
+ * reassemble each port separately); anything longer, anything on port 1, and a
+ * CLIENT_DISCONNECTED the mux does not mean as a reset (it makes the agent drop
+ * its half-built port-1 message) waits for a port-1 message boundary and then
+ * goes out whole. */
 static void
-queue_mux_message(VmcMux *mux, guint32 port, guint32 type, const guint8 *payload, gsize len)
+queue_mux_message(VmcMux *mux, guint32 port, guint32 type, const guint8 *payload, gsize len,
+                  gboolean reset)
 {
     VmcAgentHeader h = { VMC_AGENT_PROTOCOL, type, 0, (guint32)len };
     guint8 hdr[VMC_AGENT_HEADER_SIZE];
@@ -757,7 +760,8 @@ queue_mux_message(VmcMux *mux, guint32 port, guint32 type, const guint8 *payload
     }
     g_free(msg);
 
-    if (port == VMC_PORT_SERVER && tmp.head == tmp.tail) {
+    if (port == VMC_PORT_SERVER && tmp.head == tmp.tail &&
+        (type != VD_AGENT_CLIENT_DISCONNECTED || reset || mux->port_owner == 0)) {
         Piece *p = tmp.head;
 
         if (is_coalesced_type(type) && coalesce_server_chunk(mux, p))
@@ -772,7 +776,7 @@ queue_mux_message(VmcMux *mux, guint32 port, guint32 type, const guint8 *payload
 static void
 send_client_disconnected(VmcMux *mux)
 {
-    queue_mux_message(mux, VMC_PORT_SERVER, VD_AGENT_CLIENT_DISCONNECTED, NULL, 0);
+    queue_mux_message(mux, VMC_PORT_SERVER, VD_AGENT_CLIENT_DISCONNECTED, NULL, 0, TRUE);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -962,7 +966,7 @@ client_leave(VmcMux *mux, Client *c)
 
                 mux->clip_owner[s] = 0;
                 queue_mux_message(mux, VMC_PORT_CLIENT, VD_AGENT_CLIPBOARD_RELEASE, sel,
-                                  selection_in_use(mux) ? 4 : 0);
+                                  selection_in_use(mux) ? 4 : 0, FALSE);
             }
         }
         g_hash_table_iter_init(&it, c->xfers);
@@ -973,7 +977,7 @@ client_leave(VmcMux *mux, Client *c)
             vmc_put_u32le(payload, x->agent_id);
             vmc_put_u32le(payload + 4, VD_AGENT_FILE_XFER_STATUS_CANCELLED);
             queue_mux_message(mux, VMC_PORT_CLIENT, VD_AGENT_FILE_XFER_STATUS, payload,
-                              sizeof(payload));
+                              sizeof(payload), FALSE);
             g_hash_table_iter_remove(&it);
             g_hash_table_remove(mux->xfers, GUINT_TO_POINTER(x->agent_id));
         }
@@ -1824,7 +1828,7 @@ vmc_mux_send_server_message(VmcMux *mux, guint32 type, const guint8 *payload, gs
                     "server message of %" G_GSIZE_FORMAT " bytes", len);
         return FALSE;
     }
-    queue_mux_message(mux, VMC_PORT_SERVER, type, payload, len);
+    queue_mux_message(mux, VMC_PORT_SERVER, type, payload, len, FALSE);
     finish(mux);
     return TRUE;
 }
