@@ -461,10 +461,15 @@ conn_close(Conn *c, const char *reason)
 {
     VmcServer *srv = c->srv;
     g_autofree char *detail = NULL;
+    gboolean silent;
 
     if (c->dead)
         return;
     c->dead = TRUE;
+    /* a connection that closed before any link error (a port probe, a health check)
+     * is not worth an event */
+    silent = !c->announced && vmc_session_get_state(c->session) == VMC_SESSION_LINK &&
+             vmc_session_get_error(c->session) == NULL;
     if (c->client_id != 0)
         g_hash_table_remove(srv->by_client, GUINT_TO_POINTER(c->client_id));
     vmc_watch_free(g_steal_pointer(&c->watch));
@@ -477,7 +482,7 @@ conn_close(Conn *c, const char *reason)
     srv->guest_dirty = TRUE;
     if (c->announced)
         emit(srv, VMC_SERVER_EVENT_CLIENT_DISCONNECTED, c->client_id, detail);
-    else
+    else if (!silent)
         emit(srv, VMC_SERVER_EVENT_CLIENT_REFUSED, 0, detail);
 }
 
