@@ -16,7 +16,9 @@
 #include "protocol/vmc-chunk.h"
 
 /* libspice-server asks for small amounts (8-byte headers, <= 2048-byte pieces); serve
- * them from a larger buffer so one recv() feeds many of its reads. */
+ * them from a larger buffer so one recv() feeds many of its reads. Read interest is on
+ * exactly while that buffer is empty; a READABLE event turns it off and wakes
+ * libspice-server, which reads until the port is empty or it has no room. */
 #define BRIDGE_READ_BUF (64u * 1024u)
 #define SPICE_TICKET_MAX 60u
 #define SPICE_AGENT_WINDOW 10u /* REDS_AGENT_WINDOW_SIZE, fixed in libspice-server */
@@ -224,6 +226,13 @@ static int sif_read(SpiceCharDeviceInstance *sin, uint8_t *buf, int len)
     memcpy(buf, b->rbuf + b->rpos, take);
     b->rpos += take;
     tap_bytes(b, FALSE, buf, take);
+    if (b->rpos == b->rlen) {
+        /* Drained: libspice-server may not come back by itself. After a short read of a
+         * chunk header it ends its pass without asking again, so whatever arrives next
+         * must wake it. (While our buffer holds bytes it does come back: when a client
+         * token or a read buffer frees up.) */
+        vmc_guest_port_want_read(b->port, TRUE);
+    }
     return (int) take;
 }
 
