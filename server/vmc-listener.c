@@ -80,6 +80,11 @@ vmc_watch_new(GMainContext *context, int fd, GIOCondition events, VmcWatchFunc f
 
     w = (WatchSource *)g_source_new(&watch_funcs, sizeof(WatchSource));
     g_source_set_static_name(&w->base, "vmc-watch");
+    /* Non-recursive sources are "blocked" around each dispatch, which removes and
+     * re-adds their fds and wakes the context up (an eventfd write, a poll and a read
+     * per dispatch). Our callbacks never iterate the context, so allow recursion and
+     * skip all that. */
+    g_source_set_can_recurse(&w->base, TRUE);
     w->pfd.fd = fd;
     w->pfd.events = (gushort)events;
     w->func = func;

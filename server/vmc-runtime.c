@@ -35,6 +35,7 @@
 #define ACCEPT_PAUSE_MS 200  /* after EMFILE and friends */
 #define DEFAULT_KEY_POOL 4
 #define SERVICE_ROUNDS 8
+#define KEY_WARM_MS 20 /* one key warmed (~0.4 ms of CPU) per tick until all are */
 
 typedef struct {
     VmcServer *srv;
@@ -89,10 +90,12 @@ struct _VmcServer {
     guint8 *rbuf;
     GSource *timer;
     GSource *accept_pause;
+    GSource *key_warm; /* warms pool keys on this thread in idle time */
 };
 
 static void service(VmcServer *srv);
 static void conn_close(Conn *c, const char *reason);
+static void kick_key_warm(VmcServer *srv);
 
 /* ------------------------------------------------------------------------------------
  * helpers
@@ -209,6 +212,10 @@ vmc_server_free(VmcServer *server)
     if (srv->accept_pause != NULL) {
         g_source_destroy(srv->accept_pause);
         g_source_unref(srv->accept_pause);
+    }
+    if (srv->key_warm != NULL) {
+        g_source_destroy(srv->key_warm);
+        g_source_unref(srv->key_warm);
     }
     vmc_ticket_pool_free(srv->keys);
     vmc_mux_free(srv->mux);
@@ -377,7 +384,41 @@ gboolean
 vmc_server_fill_key_pool(VmcServer *server, GError **error)
 {
     g_return_val_if_fail(server != NULL && server->keys != NULL, FALSE);
-    return vmc_ticket_pool_fill(server->keys, error);
+    if (!vmc_ticket_pool_fill(server->keys, error))
+        return FALSE;
+    while (vmc_ticket_pool_warm_one(server->keys))
+        ;
+    return TRUE;
+}
+
+/* ------------------------------------------------------------------------------------
+ * ticket keys: made by the pool's worker thread, warmed here (the thread that
+ * decrypts tickets) at low priority, so a link finds a ready, warm key
+ * ------------------------------------------------------------------------------------ */
+
+static gboolean
+on_key_warm(gpointer user_data)
+{
+    VmcServer *srv = user_data;
+
+    vmc_ticket_pool_warm_one(srv->keys);
+    if (!vmc_ticket_pool_is_warm(srv->keys))
+        return G_SOURCE_CONTINUE; /* the worker is still making keys */
+    g_source_unref(srv->key_warm);
+    srv->key_warm = NULL;
+    return G_SOURCE_REMOVE;
+}
+
+static void
+kick_key_warm(VmcServer *srv)
+{
+    if (srv->key_warm != NULL || srv->keys == NULL)
+        return;
+    srv->key_warm = g_timeout_source_new(KEY_WARM_MS);
+    g_source_set_priority(srv->key_warm, G_PRIORITY_LOW);
+    g_source_set_static_name(srv->key_warm, "vmc-key-warm");
+    g_source_set_callback(srv->key_warm, on_key_warm, srv, NULL);
+    g_source_attach(srv->key_warm, srv->context);
 }
 
 void
@@ -604,6 +645,7 @@ conn_new(VmcServer *srv, int fd, gboolean skip_auth)
         vmc_session_set_skip_auth(c->session, TRUE);
     c->watch = vmc_watch_new(srv->context, fd, G_IO_IN, on_conn_ready, c);
     g_ptr_array_add(srv->conns, c);
+    kick_key_warm(srv); /* this link takes a key: warm its replacement later */
     g_debug("connection from %s", c->peer);
     return c;
 }
@@ -971,6 +1013,7 @@ vmc_server_start(VmcServer *server, GError **error)
             goto fail;
     }
     srv->started = TRUE;
+    kick_key_warm(srv);
     return TRUE;
 
 fail:
