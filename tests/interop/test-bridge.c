@@ -7,9 +7,11 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <linux/sockios.h>
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
@@ -459,6 +461,47 @@ static void test_tap(Fixture *fx, gconstpointer data)
     g_ptr_array_unref(t.events);
 }
 
+static gboolean cond_fd_sent(gpointer data)
+{
+    int unread = -1;
+
+    return ioctl(GPOINTER_TO_INT(data), SIOCOUTQ, &unread) == 0 && unread == 0;
+}
+
+/* The guest writes one byte at a time and each byte is taken before the next: the chunk
+ * header reaches libspice-server in short reads. It ends its read pass after a short
+ * header read without asking again, so the bridge must keep read interest armed while
+ * its buffer is empty, or the message never completes. */
+static void test_split_header(Fixture *fx, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmcSpiceHost) h = vmc_spice_host_new(&fx->opts, fx->ctx, &error);
+    guint8 payload[30];
+    guint8 msg[VMC_AGENT_HEADER_SIZE + sizeof(payload)];
+    guint8 wire[8 + sizeof(msg)];
+    Tap t = { g_ptr_array_new_with_free_func(tap_event_free), 0, sizeof(msg) };
+    gsize len;
+    int fd;
+
+    g_assert_no_error(error);
+    for (guint i = 0; i < sizeof(payload); i++) {
+        payload[i] = (guint8) i;
+    }
+    len = put_msg(msg, 105, payload, sizeof(payload));
+    len = put_chunk(wire, 1, msg, len);
+    vmc_spice_bridge_set_tap_func(vmc_spice_host_get_bridge(h), tap_func, &t);
+    fd = connect_unix(fx->guest + 5);
+    g_assert_true(wait_until(fx, cond_attached, vmc_spice_host_get_bridge(h)));
+    for (gsize i = 0; i < len; i++) {
+        g_assert_cmpint(write(fd, wire + i, 1), ==, 1);
+        g_assert_true(wait_until(fx, cond_fd_sent, GINT_TO_POINTER(fd)));
+    }
+    g_assert_true(wait_until(fx, cond_tap_total, &t));
+    close(fd);
+    vmc_spice_bridge_set_tap_func(vmc_spice_host_get_bridge(h), NULL, NULL);
+    g_ptr_array_unref(t.events);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -477,5 +520,7 @@ int main(int argc, char **argv)
     g_test_add("/bridge/guest/protocol-error", Fixture, NULL, fixture_setup,
                test_protocol_error, fixture_teardown);
     g_test_add("/bridge/guest/tap", Fixture, NULL, fixture_setup, test_tap, fixture_teardown);
+    g_test_add("/bridge/guest/split-header", Fixture, NULL, fixture_setup, test_split_header,
+               fixture_teardown);
     return g_test_run();
 }
