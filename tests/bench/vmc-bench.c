@@ -74,6 +74,18 @@ static int opt_delay_ms = 5;
 static gboolean opt_markdown;
 static gboolean opt_verbose;
 static int opt_timeout = 120;
+static char *opt_only;
+
+enum {
+    ONLY_LINK = 1 << 0,
+    ONLY_C2A = 1 << 1,
+    ONLY_A2C = 1 << 2,
+    ONLY_ECHO = 1 << 3,
+    ONLY_DELAY = 1 << 4,
+    ONLY_LIMIT = 1 << 5,
+    ONLY_ALL = (1 << 6) - 1,
+};
+static guint only = ONLY_ALL;
 
 static GOptionEntry entries[] = {
     {"rounds", 'r', 0, G_OPTION_ARG_INT, &opt_rounds, "Rounds (default 3)", "R"},
@@ -95,6 +107,8 @@ static GOptionEntry entries[] = {
     {"markdown", 0, 0, G_OPTION_ARG_NONE, &opt_markdown, "Print the table as Markdown", NULL},
     {"timeout", 0, 0, G_OPTION_ARG_INT, &opt_timeout,
      "Seconds allowed for one measurement (default 120)", "S"},
+    {"only", 0, 0, G_OPTION_ARG_STRING, &opt_only,
+     "Run only these parts (for profiling): link,c2a,a2c,echo,delay,limit", "LIST"},
     {"verbose", 'v', 0, G_OPTION_ARG_NONE, &opt_verbose, "Progress on stderr", NULL},
     {NULL}};
 
@@ -594,6 +608,7 @@ enum {
     FIG_RSS,
     FIG_ECHO_P50,
     FIG_ECHO_P99,
+    FIG_ECHO_CPU,
     FIG_LINK,
     FIG_DELAY,
     FIG_C2A_SELF,
@@ -618,6 +633,7 @@ static const FigureDef figs[N_FIGS] = {
     [FIG_RSS] = {"server peak RSS (VmHWM)", "MB", 1, 1.0, FALSE, "<= 1x"},
     [FIG_ECHO_P50] = {"echo 64 B round trip p50", "us", 0, 0.7, FALSE, "<= 0.7x"},
     [FIG_ECHO_P99] = {"echo 64 B round trip p99", "us", 0, 0.7, FALSE, "<= 0.7x"},
+    [FIG_ECHO_CPU] = {"server CPU per echo round trip", "us", 1, 0, FALSE, NULL},
     [FIG_LINK] = {"link + ticket + INIT", "ms", 2, 0.2, FALSE, "<= 0.2x"},
     [FIG_DELAY] = {"client->agent, +10 ms RTT", "MB/s", 2, 20.0, TRUE, ">= 20x"},
     /* the bench's own CPU (client + agent): when it nears 1 s per second, the
@@ -626,10 +642,12 @@ static const FigureDef figs[N_FIGS] = {
     [FIG_A2C_SELF] = {"bench CPU, agent->client", "ms/MiB", 2, 0, TRUE, NULL},
 };
 
-enum { LIM_C2A, LIM_A2C, LIM_CPU, N_LIMS };
+enum { LIM_C2A, LIM_A2C, LIM_CPU, LIM_SELF, LIM_ECHO_P50, LIM_ECHO_P99, N_LIMS };
 static const char *const lim_labels[N_LIMS] = {
-    "no-protocol relay TCP->UNIX", "no-protocol relay UNIX->TCP", "relay CPU, TCP->UNIX"};
-static const char *const lim_units[N_LIMS] = {"MB/s", "MB/s", "ms/MiB"};
+    "no-protocol relay TCP->UNIX", "no-protocol relay UNIX->TCP", "relay CPU, TCP->UNIX",
+    "bench CPU, TCP->UNIX", "no-protocol echo p50", "no-protocol echo p99"};
+static const char *const lim_units[N_LIMS] = {"MB/s", "MB/s", "ms/MiB", "ms/MiB", "us", "us"};
+static const int lim_decimals[N_LIMS] = {1, 1, 2, 2, 0, 0};
 
 static GArray *lim_values[N_LIMS];
 
@@ -1551,8 +1569,10 @@ run_echo(Backend *b, guint round)
     settle(b);
     phase_reset(b, MODE_ECHO, 0);
     b->ph.echo_n = (guint)opt_echo;
+    guint64 c0 = proc_cpu_ns(b->pid);
     send_probe(b);
     gboolean ok = loop_run(phase_finished, b, timeout_ns()) && !b->ph.failed;
+    guint64 c1 = proc_cpu_ns(b->pid);
     if (!ok) {
         g_printerr("[%s] echo: %s after %u round trips\n", b->name, phase_error(b),
                    b->ph.echo_i);
@@ -1566,6 +1586,7 @@ run_echo(Backend *b, guint round)
     guint i99 = (guint)ceil(n * 0.99) - 1;
     record(b, FIG_ECHO_P50, round, (double)g_array_index(r, gint64, i50) / 1e3);
     record(b, FIG_ECHO_P99, round, (double)g_array_index(r, gint64, MIN(i99, n - 1)) / 1e3);
+    record(b, FIG_ECHO_CPU, round, (double)(c1 - c0) / 1e3 / n);
 }
 
 static void
@@ -1727,7 +1748,8 @@ raw_done(gpointer data)
 }
 
 static double
-raw_run(int src_fd, int dst_fd, guint64 total, pid_t relay, double *cpu_ms_per_mib)
+raw_run(int src_fd, int dst_fd, guint64 total, pid_t relay, double *cpu_ms_per_mib,
+        double *self_ms_per_mib)
 {
     Raw r = {0};
 
@@ -1736,11 +1758,13 @@ raw_run(int src_fd, int dst_fd, guint64 total, pid_t relay, double *cpu_ms_per_m
     sum_init(&r.rx);
     pump_add(&r.src, src_fd, &r, raw_read_none, raw_peek, raw_consume);
     pump_add(&r.dst, dst_fd, &r, raw_read, raw_peek_none, raw_consume_none);
+    guint64 s0 = self_cpu_ns();
     guint64 c0 = proc_cpu_ns(relay);
     gint64 t0 = now_ns();
     gboolean ok = loop_run(raw_done, &r, timeout_ns()) && !r.failed;
     gint64 t1 = now_ns();
     guint64 c1 = proc_cpu_ns(relay);
+    guint64 s1 = self_cpu_ns();
     /* unregister without closing: the fds serve the other direction too */
     r.src.fd = r.dst.fd = -1;
     pump_remove(&r.src);
@@ -1751,7 +1775,52 @@ raw_run(int src_fd, int dst_fd, guint64 total, pid_t relay, double *cpu_ms_per_m
     }
     if (cpu_ms_per_mib)
         *cpu_ms_per_mib = (double)(c1 - c0) / 1e6 / ((double)total / (1024.0 * 1024.0));
+    if (self_ms_per_mib)
+        *self_ms_per_mib = (double)(s1 - s0) / 1e6 / ((double)total / (1024.0 * 1024.0));
     return (double)total / ((double)(t1 - t0) / 1e9) / 1e6;
+}
+
+/* Waits until fd is readable and reads exactly len bytes. */
+static gboolean
+read_exact(int fd, guint8 *buf, gsize len)
+{
+    gsize got = 0;
+
+    while (got < len) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, 10000) <= 0)
+            return FALSE;
+        gssize n = recv(fd, buf + got, len - got, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            return FALSE;
+        if (n > 0)
+            got += (gsize)n;
+    }
+    return TRUE;
+}
+
+/* The echo floor: 64 bytes TCP -> relay -> UNIX, answered UNIX -> relay -> TCP. */
+static gboolean
+raw_echo(int tcp, int unx, guint n, double *p50_us, double *p99_us)
+{
+    g_autoptr(GArray) rtt = g_array_new(FALSE, FALSE, sizeof(gint64));
+    guint8 msg[ECHO_PAYLOAD], got[ECHO_PAYLOAD];
+
+    for (guint i = 0; i < n; i++) {
+        memcpy(msg, pool_at(i), sizeof(msg));
+        gint64 t0 = now_ns();
+        if (send(tcp, msg, sizeof(msg), MSG_NOSIGNAL) != (gssize)sizeof(msg) ||
+            !read_exact(unx, got, sizeof(got)) ||
+            send(unx, got, sizeof(got), MSG_NOSIGNAL) != (gssize)sizeof(got) ||
+            !read_exact(tcp, got, sizeof(got)) || memcmp(got, msg, sizeof(msg)) != 0)
+            return FALSE;
+        gint64 dt = now_ns() - t0;
+        g_array_append_val(rtt, dt);
+    }
+    g_array_sort(rtt, cmp_i64);
+    *p50_us = (double)g_array_index(rtt, gint64, n / 2) / 1e3;
+    *p99_us = (double)g_array_index(rtt, gint64, MIN((guint)ceil(n * 0.99) - 1, n - 1)) / 1e3;
+    return TRUE;
 }
 
 static void
@@ -1780,11 +1849,19 @@ run_limit(guint round)
     int tcp = tcp_connect(port);
     int unx = accept_one(ufd, 10000);
     if (tcp >= 0 && unx >= 0) {
-        double mbs = raw_run(tcp, unx, total, pid, &cpu);
+        double self = NAN, p50, p99;
+        double mbs = raw_run(tcp, unx, total, pid, &cpu, &self);
         g_array_index(lim_values[LIM_C2A], double, round) = mbs;
         g_array_index(lim_values[LIM_CPU], double, round) = cpu;
-        mbs = raw_run(unx, tcp, total, pid, NULL);
+        g_array_index(lim_values[LIM_SELF], double, round) = self;
+        mbs = raw_run(unx, tcp, total, pid, NULL, NULL);
         g_array_index(lim_values[LIM_A2C], double, round) = mbs;
+        if (raw_echo(tcp, unx, (guint)opt_echo, &p50, &p99)) {
+            g_array_index(lim_values[LIM_ECHO_P50], double, round) = p50;
+            g_array_index(lim_values[LIM_ECHO_P99], double, round) = p99;
+        } else {
+            g_printerr("no-protocol echo failed\n");
+        }
         note("no-protocol relay: %.1f / %.1f MB/s",
              g_array_index(lim_values[LIM_C2A], double, round), mbs);
     }
@@ -1887,7 +1964,7 @@ print_table(Backend *nat, Backend *ref)
         Stat rs = stat_of(ratios);
         if (!figs[f].target_text) {
             ratio = rs.n == 0 ? g_strdup("-") : g_strdup_printf("%.2fx", rs.med);
-            target = g_strdup("(the bench itself)");
+            target = g_strdup(f == FIG_ECHO_CPU ? "(information)" : "(the bench itself)");
         } else if (rs.n == 0) {
             ratio = g_strdup("-");
             target = g_strdup(figs[f].target_text);
@@ -1907,9 +1984,9 @@ print_table(Backend *nat, Backend *ref)
     }
     for (int i = 0; i < N_LIMS; i++) {
         g_autofree char *label = g_strdup_printf("%s, %s", lim_labels[i], lim_units[i]);
-        g_autofree char *v = fmt_stat(lim[i], i == LIM_CPU ? 2 : 1);
+        g_autofree char *v = fmt_stat(lim[i], lim_decimals[i]);
         g_autofree char *share = NULL;
-        if (i != LIM_CPU && nat->available) {
+        if ((i == LIM_C2A || i == LIM_A2C) && nat->available) {
             Stat n = stat_of(nat->values[i == LIM_C2A ? FIG_C2A : FIG_A2C]);
             if (n.n > 0 && lim[i].n > 0)
                 share = g_strdup_printf("native = %.0f%% of it", 100.0 * n.med / lim[i].med);
@@ -2009,6 +2086,23 @@ main(int argc, char **argv)
         g_printerr("--backend: native or spice-server\n");
         return 2;
     }
+    if (opt_only) {
+        static const char *const names[] = {"link", "c2a", "a2c", "echo", "delay", "limit"};
+        g_auto(GStrv) parts = g_strsplit(opt_only, ",", 0);
+        only = 0;
+        for (guint i = 0; parts[i]; i++) {
+            guint k;
+            for (k = 0; k < G_N_ELEMENTS(names); k++) {
+                if (strcmp(parts[i], names[k]) == 0)
+                    break;
+            }
+            if (k == G_N_ELEMENTS(names)) {
+                g_printerr("--only: unknown part \"%s\"\n", parts[i]);
+                return 2;
+            }
+            only |= 1u << k;
+        }
+    }
     if (!opt_server)
         opt_server = default_server();
     if (!opt_server || !g_file_test(opt_server, G_FILE_TEST_IS_EXECUTABLE)) {
@@ -2074,28 +2168,29 @@ main(int argc, char **argv)
         note("round %u: %s%s%s", round + 1, order[0]->name, n_active > 1 ? " then " : "",
              n_active > 1 ? order[1]->name : "");
 
-        for (guint k = 0; k < n_active; k++)
+        for (guint k = 0; k < n_active && (only & ONLY_LINK); k++)
             run_link(order[k], round);
-        for (guint k = 0; k < n_active; k++) {
+        for (guint k = 0; k < n_active && (only & (ONLY_C2A | ONLY_A2C | ONLY_ECHO)); k++) {
             int fd = server_connect(order[k]);
             if (fd < 0)
                 g_printerr("[%s] connect: %s\n", order[k]->name, g_strerror(errno));
             else
                 connect_main(order[k], fd);
         }
-        for (guint k = 0; k < n_active; k++)
+        for (guint k = 0; k < n_active && (only & ONLY_C2A); k++)
             run_bulk(order[k], MODE_C2A, round);
-        for (guint k = 0; k < n_active; k++)
+        for (guint k = 0; k < n_active && (only & ONLY_A2C); k++)
             run_bulk(order[k], MODE_A2C, round);
         for (guint k = 0; k < n_active; k++)
             run_rss(order[k], round);
-        for (guint k = 0; k < n_active; k++)
+        for (guint k = 0; k < n_active && (only & ONLY_ECHO); k++)
             run_echo(order[k], round);
-        for (guint k = 0; k < n_active; k++)
+        for (guint k = 0; k < n_active && (only & ONLY_DELAY); k++)
             run_delay(order[k], round);
         for (guint k = 0; k < n_active; k++)
             server_stop(order[k]);
-        run_limit(round);
+        if (only & ONLY_LIMIT)
+            run_limit(round);
     }
 
     Backend *nat = &backends[0], *ref = &backends[1];
