@@ -502,6 +502,49 @@ static void test_split_header(Fixture *fx, gconstpointer data)
     g_ptr_array_unref(t.events);
 }
 
+/* The "push" backend (a VMM with its own virtio-serial model): open, bytes pushed in
+ * pieces reach libspice-server, close detaches. */
+static void test_push_backend(Fixture *fx, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VmcSpiceHost) h = NULL;
+    guint8 payload[3000];
+    guint8 msg[VMC_AGENT_HEADER_SIZE + sizeof(payload)];
+    guint8 wire[8 + sizeof(msg)];
+    Tap t = { g_ptr_array_new_with_free_func(tap_event_free), 0, sizeof(msg) };
+    VmcGuestPort *port;
+    VmcSpiceBridge *b;
+    gsize len;
+    gsize off = 0;
+
+    fx->opts.guest = (char *) "push";
+    h = vmc_spice_host_new(&fx->opts, fx->ctx, &error);
+    g_assert_no_error(error);
+    port = vmc_spice_host_get_guest_port(h);
+    b = vmc_spice_host_get_bridge(h);
+    for (guint i = 0; i < sizeof(payload); i++) {
+        payload[i] = (guint8) (i * 13);
+    }
+    len = put_msg(msg, VD_AGENT_CLIPBOARD, payload, sizeof(payload));
+    len = put_chunk(wire, 1, msg, len);
+    vmc_spice_bridge_set_tap_func(b, tap_func, &t);
+
+    g_assert_false(vmc_spice_bridge_is_attached(b));
+    vmc_guest_port_push_open(port, TRUE);
+    g_assert_true(wait_until(fx, cond_attached, b));
+    while (off < len) {
+        gsize piece = MIN((gsize) 700, len - off);
+
+        off += vmc_guest_port_push_bytes(port, wire + off, piece);
+        g_main_context_iteration(fx->ctx, FALSE);
+    }
+    g_assert_true(wait_until(fx, cond_tap_total, &t));
+    vmc_guest_port_push_open(port, FALSE);
+    g_assert_true(wait_until(fx, cond_detached, b));
+    vmc_spice_bridge_set_tap_func(b, NULL, NULL);
+    g_ptr_array_unref(t.events);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -521,6 +564,8 @@ int main(int argc, char **argv)
                test_protocol_error, fixture_teardown);
     g_test_add("/bridge/guest/tap", Fixture, NULL, fixture_setup, test_tap, fixture_teardown);
     g_test_add("/bridge/guest/split-header", Fixture, NULL, fixture_setup, test_split_header,
+               fixture_teardown);
+    g_test_add("/bridge/guest/push", Fixture, NULL, fixture_setup, test_push_backend,
                fixture_teardown);
     return g_test_run();
 }
