@@ -228,13 +228,13 @@ vmc_ticket_check_password(const guint8 *plain, gsize len, const char *password)
 
 struct _VmcTicketPool {
     GMutex lock;
-    GCond cond;
     GQueue keys; /* made by the worker (or fill), not warmed yet */
     GQueue warm; /* warmed on the owner's thread: used first */
     guint target;
     gboolean background;
     gboolean closing;
-    GThread *worker; /* running while the pool is below target */
+    GThread *worker; /* joinable; set while a worker exists (running or done) */
+    gboolean worker_done;
     guint64 misses;
 };
 
@@ -273,9 +273,10 @@ pool_worker(gpointer data)
         g_queue_push_tail(&pool->keys, key);
         g_mutex_unlock(&pool->lock);
     }
+    /* free this thread's OpenSSL state (its DRBGs) now, not at some later exit */
+    OPENSSL_thread_stop();
     g_mutex_lock(&pool->lock);
-    pool->worker = NULL; /* the owner of the GThread reference is the thread itself */
-    g_cond_broadcast(&pool->cond);
+    pool->worker_done = TRUE;
     g_mutex_unlock(&pool->lock);
     return NULL;
 }
@@ -287,9 +288,15 @@ pool_kick(VmcTicketPool *pool)
     GError *error = NULL;
     GThread *t;
 
-    if (!pool->background || pool->closing || pool->worker != NULL ||
-        pool_count(pool) >= pool->target)
+    if (!pool->background || pool->closing || pool_count(pool) >= pool->target)
         return;
+    if (pool->worker != NULL) {
+        if (!pool->worker_done)
+            return; /* still at work: it will see the new count */
+        /* finished: it no longer touches the lock, so joining here is immediate */
+        g_thread_join(pool->worker);
+        pool->worker = NULL;
+    }
     t = g_thread_try_new("vmc-ticket-keys", pool_worker, pool, &error);
     if (t == NULL) {
         g_debug("ticket key pool: cannot start a worker: %s", error->message);
@@ -297,7 +304,7 @@ pool_kick(VmcTicketPool *pool)
         return;
     }
     pool->worker = t;
-    g_thread_unref(t); /* detached; pool_free waits on the condition instead */
+    pool->worker_done = FALSE;
 }
 
 /**
@@ -313,7 +320,6 @@ vmc_ticket_pool_new(guint target, gboolean background)
     VmcTicketPool *pool = g_new0(VmcTicketPool, 1);
 
     g_mutex_init(&pool->lock);
-    g_cond_init(&pool->cond);
     g_queue_init(&pool->keys);
     g_queue_init(&pool->warm);
     pool->target = MAX(target, 1u);
@@ -327,17 +333,19 @@ vmc_ticket_pool_new(guint target, gboolean background)
 void
 vmc_ticket_pool_free(VmcTicketPool *pool)
 {
+    GThread *worker;
+
     if (pool == NULL)
         return;
     g_mutex_lock(&pool->lock);
     pool->closing = TRUE;
-    while (pool->worker != NULL)
-        g_cond_wait(&pool->cond, &pool->lock);
+    worker = g_steal_pointer(&pool->worker);
     g_mutex_unlock(&pool->lock);
+    if (worker != NULL)
+        g_thread_join(worker); /* at most one key's generation */
     g_queue_clear_full(&pool->keys, (GDestroyNotify)vmc_ticket_key_free);
     g_queue_clear_full(&pool->warm, (GDestroyNotify)vmc_ticket_key_free);
     g_mutex_clear(&pool->lock);
-    g_cond_clear(&pool->cond);
     g_free(pool);
 }
 
