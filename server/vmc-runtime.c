@@ -694,6 +694,18 @@ admit(gpointer user_data, VmcSession *session, char **reason)
 }
 
 static void
+on_tokens(gpointer user_data, VmcSession *session, gboolean from_client, const char *what,
+          guint32 tokens)
+{
+    VmcServer *srv = user_data;
+
+    if (srv->recorder != NULL)
+        vmc_recorder_tokens(srv->recorder,
+                            from_client ? VMC_MUX_DIR_CLIENT_AGENT : VMC_MUX_DIR_AGENT_CLIENT,
+                            vmc_session_get_client_id(session), what, tokens);
+}
+
+static void
 resume_accepting(VmcServer *srv)
 {
     for (guint i = 0; i < srv->listeners->len; i++) {
@@ -989,6 +1001,10 @@ vmc_server_start(VmcServer *server, GError **error)
     srv->sess_cfg.keys = srv->keys;
     srv->sess_cfg.admit = admit;
     srv->sess_cfg.admit_data = srv;
+    if (srv->recorder != NULL) {
+        srv->sess_cfg.tokens = on_tokens;
+        srv->sess_cfg.tokens_data = srv;
+    }
     srv->rbuf = g_malloc(READ_BUF_SIZE);
 
     srv->timer = g_source_new(&timer_funcs, sizeof(GSource));

@@ -264,6 +264,13 @@ check_mux(VmcSession *s)
     }
 }
 
+static void
+note_tokens(VmcSession *s, gboolean from_client, const char *what, guint32 n)
+{
+    if (s->cfg->tokens != NULL)
+        s->cfg->tokens(s->cfg->tokens_data, s, from_client, what, n);
+}
+
 /* Copies the mux's messages for this client into the output, framed. */
 static void
 pull_mux(VmcSession *s)
@@ -276,6 +283,13 @@ pull_mux(VmcSession *s)
     while (s->state == VMC_SESSION_ACTIVE && s->out_len < PULL_LIMIT &&
            vmc_mux_client_peek(s->cfg->mux, s->client_id, &m)) {
         queue_msg(s, m.type, m.data, m.len);
+        if (s->cfg->tokens != NULL && m.len >= 4 &&
+            (m.type == SPICE_MSG_MAIN_AGENT_TOKEN ||
+             m.type == SPICE_MSG_MAIN_AGENT_CONNECTED_TOKENS))
+            note_tokens(s, FALSE,
+                        m.type == SPICE_MSG_MAIN_AGENT_TOKEN ? "AGENT_TOKEN"
+                                                             : "AGENT_CONNECTED_TOKENS",
+                        vmc_get_u32le(m.data));
         vmc_mux_client_pop(s->cfg->mux, s->client_id);
     }
 }
@@ -480,6 +494,7 @@ start_main(VmcSession *s)
 
     s->client_id = vmc_mux_client_add(mux, caps);
     s->state = VMC_SESSION_ACTIVE;
+    note_tokens(s, FALSE, "INIT", init.agent_tokens);
     s->in = MAIN_HEADER;
     s->hdr_have = 0;
     s->last_rx = s->now;
@@ -557,11 +572,13 @@ dispatch(VmcSession *s, guint16 type, const guint8 *body, gsize len)
         break;
     case SPICE_MSGC_MAIN_AGENT_START:
         vmc_u32_body_decode(body, len, &v);
+        note_tokens(s, TRUE, "AGENT_START", v);
         if (!vmc_mux_client_agent_start(mux, s->client_id, v, &error))
             mux_failed(s, error);
         break;
     case SPICE_MSGC_MAIN_AGENT_TOKEN:
         vmc_u32_body_decode(body, len, &v);
+        note_tokens(s, TRUE, "AGENT_TOKEN", v);
         if (!vmc_mux_client_agent_token(mux, s->client_id, v, &error))
             mux_failed(s, error);
         break;

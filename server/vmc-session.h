@@ -41,6 +41,12 @@ typedef struct _VmcSession VmcSession;
  * (it may remove other sessions from inside; never this one). */
 typedef gboolean (*VmcSessionAdmitFunc)(gpointer user_data, VmcSession *session, char **reason);
 
+/* Observes flow control (for --record): `from_client` TRUE for AGENT_START/AGENT_TOKEN
+ * the client sent, FALSE for grants sent to it (INIT, AGENT_TOKEN,
+ * AGENT_CONNECTED_TOKENS). Only notifies. */
+typedef void (*VmcSessionTokenFunc)(gpointer user_data, VmcSession *session, gboolean from_client,
+                                    const char *what, guint32 tokens);
+
 /* Settings shared by the sessions of one server; borrowed for each session's life and
  * read when needed (a password change applies to the next ticket). */
 typedef struct {
@@ -59,6 +65,8 @@ typedef struct {
     gint64 ping_timeout_us;      /* ... and close if nothing arrives this long after */
     VmcSessionAdmitFunc admit;
     gpointer admit_data;
+    VmcSessionTokenFunc tokens; /* NULL: none */
+    gpointer tokens_data;
 } VmcSessionConfig;
 
 /* Fills the defaults: ticketing on with no password, handshake 30 s, ping 30 s idle and

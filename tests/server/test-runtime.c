@@ -1001,6 +1001,8 @@ test_record(F *f, gconstpointer data)
     g_assert_true(g_file_get_contents(trace, &text, NULL, NULL));
     g_assert_nonnull(strstr(text, "client-agent"));
     g_assert_nonnull(strstr(text, "MAX_CLIPBOARD"));
+    g_assert_nonnull(strstr(text, "\"AGENT_START\""));
+    g_assert_nonnull(strstr(text, "\"INIT\""));
     g_unlink(trace);
 }
 
