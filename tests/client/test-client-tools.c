@@ -33,6 +33,17 @@ wait_status(GSubprocess *p)
     return -1;
 }
 
+/* g_test_message line by line (each must start with "# " in TAP). */
+static void
+message_lines(const char *what, const char *text)
+{
+    g_auto(GStrv) lines = g_strsplit(text ? text : "", "\n", -1);
+    for (guint i = 0; lines[i]; i++) {
+        if (lines[i][0])
+            g_test_message("%s: %.300s%s", what, lines[i], strlen(lines[i]) > 300 ? "..." : "");
+    }
+}
+
 /* Runs vmcmux-client with `args` (NULL-terminated) to completion. */
 static Run
 client_run(const char *const *args)
@@ -53,8 +64,9 @@ client_run(const char *const *args)
     g_assert_true(g_subprocess_communicate_utf8(p, NULL, NULL, &r.out, &r.err, &error));
     g_assert_no_error(error);
     r.status = wait_status(p);
-    g_test_message("vmcmux-client %s -> %d\nstdout: %s\nstderr: %s", args[0], r.status, r.out,
-                   r.err);
+    g_test_message("vmcmux-client %s -> %d", args[0], r.status);
+    message_lines("stdout", r.out);
+    message_lines("stderr", r.err);
     return r;
 }
 
@@ -392,7 +404,7 @@ test_file_transfer(gconstpointer data)
 
     int st = stop_process(&l, agent);
     g_autofree char *log = read_log(&l, "agent.log");
-    g_test_message("agent log:\n%s", log);
+    message_lines("agent", log);
     g_assert_nonnull(strstr(log, "CLIPBOARD(4)"));
     g_assert_nonnull(strstr(log, "\"hello from the client\""));
     g_assert_cmpint(st, ==, 0); /* --strict: no framing violation seen */
@@ -486,7 +498,7 @@ test_record_replay(gconstpointer data)
     /* the agent replay ends by itself once every expected message matched */
     gboolean ended = wait_exit(&l, ragent, 10000);
     g_autofree char *rlog = read_log(&l, "ragent.log");
-    g_test_message("agent replay:\n%s", rlog);
+    message_lines("agent replay", rlog);
     g_assert_true(ended);
     g_assert_cmpint(wait_status(ragent), ==, 0);
     g_assert_nonnull(strstr(rlog, "replay: OK"));

@@ -69,7 +69,10 @@ dump(Fx *fx)
         return;
     g_autofree char *tail = vmc_test_server_log_tail(fx->srv, 3000);
     g_autofree char *st = vmc_test_server_describe_status(fx->srv);
-    g_test_message("server (%s) is %s; log tail:\n%s", fx->backend, st, tail);
+    g_test_message("server (%s) is %s; log tail:", fx->backend, st);
+    g_auto(GStrv) lines = g_strsplit(tail, "\n", -1);
+    for (guint i = 0; lines[i]; i++)
+        g_test_message("  %s", lines[i]);
 }
 
 #define CHECK(fx, cond)                                                                            \
@@ -149,6 +152,24 @@ agent(Fx *fx)
     VmcTestAgent *ta = agent_quiet(fx);
     vmc_agent_peer_announce_caps(ta->peer, TRUE, VMC_AGENT_PEER_DEFAULT_CAPS);
     CHECK(fx, vmc_test_agent_flush(ta, T));
+    return ta;
+}
+
+static void wait_started(Fx *fx, VmcTestClient *tc);
+static VmcTestClient *client(Fx *fx);
+
+/* An agent the server has surely attached: a throw-away client saw it, and its
+ * CLIENT_DISCONNECTED has been consumed. */
+static VmcTestAgent *
+agent_attached(Fx *fx)
+{
+    VmcTestAgent *ta = agent(fx);
+    VmcTestClient *tc = client(fx);
+    wait_started(fx, tc);
+    vmc_test_client_free(tc);
+    VmcAgentPeerEvent ev;
+    CHECK(fx, vmc_test_agent_wait_msg(ta, 2, VD_AGENT_CLIENT_DISCONNECTED, &ev, T));
+    vmc_agent_peer_event_clear(&ev);
     return ta;
 }
 
@@ -707,7 +728,7 @@ case_main_init(Fx *fx)
     vmc_test_client_free(tc);
 
     /* with an agent attached */
-    VmcTestAgent *ta = agent(fx);
+    VmcTestAgent *ta = agent_attached(fx);
     tc = client_manual(fx);
     init = first_init(fx, tc);
     CHECK_EQ(fx, init.agent_connected, 1);
@@ -1005,7 +1026,7 @@ expect_client_disconnected_chunk(Fx *fx, VmcTestAgent *ta)
 static void
 case_agent_client_disconnect(Fx *fx)
 {
-    VmcTestAgent *ta = agent(fx);
+    VmcTestAgent *ta = agent_attached(fx);
     /* never started */
     VmcTestClient *tc = client_manual(fx);
     first_init(fx, tc);
@@ -1045,7 +1066,7 @@ case_agent_client_disconnect(Fx *fx)
 static void
 case_agent_data_before_start(Fx *fx)
 {
-    VmcTestAgent *ta = agent(fx);
+    VmcTestAgent *ta = agent_attached(fx);
     VmcTestClient *tc = client_manual(fx);
     first_init(fx, tc);
     /* the agent talks before the client's AGENT_START */
@@ -1059,10 +1080,8 @@ case_agent_data_before_start(Fx *fx)
     g_autoptr(GPtrArray) sync = agent_barrier(fx, tc, ta);
     g_autoptr(GPtrArray) before = to_client_barrier(fx, tc, ta);
     guint early_seen = count_client_agent_msgs(before, 99);
-    if (fx->native)
-        CHECK(fx, early_seen <= 1);
-    else
-        CHECK_EQ(fx, early_seen, 0);
+    g_test_message("agent messages from before AGENT_START delivered: %u", early_seen);
+    CHECK_EQ(fx, early_seen, 0);
     vmc_test_client_free(tc);
     vmc_test_agent_free(ta);
 }
@@ -1232,9 +1251,16 @@ expect_agent_dropped(Fx *fx, const guint8 *bytes, gsize len)
     vmc_client_event_clear(&ev);
     CHECK(fx, vmc_test_agent_wait_closed(ta, T));
     vmc_test_agent_free(ta);
+    /* Let the server finish with the old connection before the agent comes back: a
+     * main-channel round trip is at least one full pass of its main loop. (On the
+     * spice-server backend an agent reconnecting within the same pass was seen to be
+     * detached and attached once more, and libspice-server then aborted in
+     * reds_on_main_agent_data on the client's next AGENT_DATA.) */
+    g_autoptr(GArray) settle = client_barrier(fx, tc);
     ta = agent(fx);
     wait_started(fx, tc);
-    check_agent_path(fx, tc, ta);
+    g_autoptr(GPtrArray) there = agent_barrier(fx, tc, ta);
+    g_autoptr(GPtrArray) back = to_client_barrier(fx, tc, ta);
     vmc_test_client_free(tc);
     vmc_test_agent_free(ta);
 }
@@ -1555,7 +1581,7 @@ case_write_chunks(Fx *fx)
 static void
 case_write_before_start(Fx *fx)
 {
-    VmcTestAgent *ta = agent(fx);
+    VmcTestAgent *ta = agent_attached(fx);
     VmcClientConfig cfg;
     vmc_client_config_init(&cfg);
     cfg.auto_agent_start = FALSE;
@@ -1603,6 +1629,7 @@ case_tokens_to_agent(Fx *fx)
         vmc_client_event_clear(&ev);
     }
     CHECK_EQ(fx, returned, 5);
+    g_test_message("5 tokens came back in %u AGENT_TOKEN messages", batches);
     if (!fx->native)
         CHECK_EQ(fx, batches, 1); /* the reference returns them in one AGENT_TOKEN(5) */
     CHECK(fx, vmc_client_get_server_tokens(tc->c) >= window - 1);
@@ -1776,7 +1803,7 @@ case_native_multi_client(Fx *fx)
 static void
 case_hostile_token_before_start(Fx *fx)
 {
-    VmcTestAgent *ta = agent(fx);
+    VmcTestAgent *ta = agent_attached(fx);
     VmcTestClient *tc = client_manual(fx);
     first_init(fx, tc);
     guint8 b[4];
@@ -2043,8 +2070,8 @@ static const ConfCase cases[] = {
      "CLIENT_DISCONNECTED chunk on port 2; the next client's data is intact", SAME,
      case_agent_client_disconnect},
     {"agent/data-before-start", "§9.1 #21", B_BOTH, FALSE, NULL,
-     "agent data before the client's AGENT_START: dropped or delivered once",
-     "agent data before the client's AGENT_START is lost", case_agent_data_before_start},
+     "agent data before the client's AGENT_START is dropped, never delivered later", SAME,
+     case_agent_data_before_start},
     /* agent -> client */
     {"tokens/agent-to-client", "§9.1 #22", B_BOTH, FALSE, NULL,
      "AGENT_START(2): 2 AGENT_DATA, then 1 per AGENT_TOKEN(1); AGENT_START(0): none", SAME,
@@ -2098,8 +2125,10 @@ static const ConfCase cases[] = {
      "AGENT_DATA before AGENT_START: not written, no AGENT_TOKEN, no disconnect", SAME,
      case_write_before_start},
     {"tokens/agent-token-return", "§9.1 #32", B_BOTH, FALSE, NULL,
-     "5 written messages give 5 tokens back (AGENT_TOKEN as they are written)",
-     "5 written messages give one AGENT_TOKEN(5)", case_tokens_to_agent},
+     "5 written messages give 5 tokens back, in AGENT_TOKENs sent as chunks are written "
+     "(batched; often one AGENT_TOKEN(5))",
+     "5 written messages give exactly one AGENT_TOKEN(5) (REDS_TOKENS_TO_SEND)",
+     case_tokens_to_agent},
     {"tokens/window-overflow", "§9.1 #33, sec M5", B_BOTH, FALSE, NULL,
      "guest not reading: one AGENT_DATA beyond the grant closes the client; server healthy",
      SAME, case_tokens_overflow},

@@ -781,8 +781,6 @@ handle_message(VmcClient *c, guint16 type, guint64 serial, const guint8 *body, g
         if (vmc_u32_body_decode(body, len, &v) == VMC_DECODE_OK) {
             c->server_tokens = v > G_MAXUINT32 - c->server_tokens ? G_MAXUINT32
                                                                   : c->server_tokens + v;
-            g_debug("client: AGENT_TOKEN(%u): %u tokens, %" G_GSIZE_FORMAT " bytes queued", v,
-                    c->server_tokens, c->agent_queue_bytes);
             flush_agent_queue(c);
         }
         break;
