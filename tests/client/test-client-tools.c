@@ -527,6 +527,75 @@ test_record_replay(gconstpointer data)
     g_rmdir(dir0);
 }
 
+static void
+test_monitor_record(gconstpointer data)
+{
+    const char *backend = data;
+    Live l = {0};
+    if (!live_start(&l, backend, NULL))
+        return;
+    g_autofree char *trace = g_build_filename(l.dir, "client.jsonl", NULL);
+    GSubprocess *agent = client_spawn(&l, "agent.log", (const char *const[]){
+        "agent", "--guest", l.srv->guest, NULL});
+
+    /* info: link, INIT and the agent's caps, as JSON */
+    Run r = client_run((const char *const[]){"info", "--connect", l.srv->listen, "--json", NULL});
+    g_assert_cmpint(r.status, ==, 0);
+    g_assert_nonnull(strstr(r.out, "\"agent_connected\":true"));
+    g_assert_nonnull(strstr(r.out, "\"agent_caps\":232935")); /* 0x00038de7 */
+    run_clear(&r);
+
+    /* record from the client's end until the agent's caps reply arrived */
+    r = client_run((const char *const[]){"record", "--connect", l.srv->listen, "-o", trace,
+                                         "--count", "1", NULL});
+    g_assert_cmpint(r.status, ==, 0);
+    run_clear(&r);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GPtrArray) events = vmc_trace_load(trace, &error);
+    g_assert_no_error(error);
+    guint to_agent = 0, from_agent = 0, starts = 0;
+    for (guint i = 0; i < events->len; i++) {
+        VmcTraceEvent *ev = events->pdata[i];
+        if (ev->event == VMC_TRACE_EV_MSG && ev->type == 6) {
+            if (ev->dir == VMC_TRACE_DIR_CLIENT_AGENT)
+                to_agent++;
+            else
+                from_agent++;
+        }
+        if (ev->event == VMC_TRACE_EV_TOKENS && g_strcmp0(ev->what, "AGENT_START") == 0)
+            starts++;
+    }
+    g_assert_cmpuint(to_agent, ==, 1);
+    g_assert_cmpuint(from_agent, ==, 1);
+    g_assert_cmpuint(starts, ==, 1);
+
+    /* that client-side trace replays against the same server and agent */
+    r = client_run((const char *const[]){"replay", trace, "--as", "client", "--connect",
+                                         l.srv->listen, NULL});
+    g_assert_cmpint(r.status, ==, 0);
+    run_clear(&r);
+
+    /* monitor --json prints trace lines */
+    r = client_run((const char *const[]){"monitor", "--connect", l.srv->listen, "--json",
+                                         "--count", "1", NULL});
+    g_assert_cmpint(r.status, ==, 0);
+    g_auto(GStrv) lines = g_strsplit(r.out, "\n", -1);
+    guint parsed = 0;
+    for (guint i = 0; lines[i] && lines[i][0]; i++) {
+        VmcTraceEvent ev;
+        g_assert_true(vmc_trace_event_parse(lines[i], strlen(lines[i]), &ev, NULL));
+        parsed++;
+        vmc_trace_event_clear(&ev);
+    }
+    g_assert_cmpuint(parsed, >=, 4);
+    g_assert_nonnull(strstr(r.out, "\"name\":\"ANNOUNCE_CAPABILITIES\""));
+    run_clear(&r);
+
+    stop_process(&l, agent);
+    g_object_unref(agent);
+    live_clear(&l);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -542,6 +611,8 @@ main(int argc, char **argv)
         g_autofree char *p2 = g_strdup_printf("/client/tool/record-replay/%s", backends[i]);
         g_test_add_data_func(p1, backends[i], test_file_transfer);
         g_test_add_data_func(p2, backends[i], test_record_replay);
+        g_autofree char *p3 = g_strdup_printf("/client/tool/monitor-record/%s", backends[i]);
+        g_test_add_data_func(p3, backends[i], test_monitor_record);
     }
     return g_test_run();
 }
