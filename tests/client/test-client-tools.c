@@ -56,10 +56,11 @@ client_run(const char *const *args)
     for (guint i = 0; args[i]; i++)
         g_ptr_array_add(argv, (gpointer)args[i]);
     g_ptr_array_add(argv, NULL);
-    g_autoptr(GSubprocess) p = g_subprocess_newv((const char *const *)argv->pdata,
-                                                 G_SUBPROCESS_FLAGS_STDOUT_PIPE |
-                                                     G_SUBPROCESS_FLAGS_STDERR_PIPE,
-                                                 &error);
+    g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new(
+        G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+    g_subprocess_launcher_set_child_setup(launcher, vmc_test_child_setup, NULL, NULL);
+    g_autoptr(GSubprocess) p = g_subprocess_launcher_spawnv(
+        launcher, (const char *const *)argv->pdata, &error);
     g_assert_no_error(error);
     g_assert_true(g_subprocess_communicate_utf8(p, NULL, NULL, &r.out, &r.err, &error));
     g_assert_no_error(error);
@@ -291,6 +292,7 @@ client_spawn(Live *l, const char *log_name, const char *const *args)
     g_autoptr(GSubprocessLauncher) launcher =
         g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDERR_MERGE);
     g_subprocess_launcher_set_stdout_file_path(launcher, log);
+    g_subprocess_launcher_set_child_setup(launcher, vmc_test_child_setup, NULL, NULL);
     GSubprocess *p = g_subprocess_launcher_spawnv(launcher, (const char *const *)argv->pdata,
                                                   &error);
     g_assert_no_error(error);

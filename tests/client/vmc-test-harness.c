@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <glib/gstdio.h>
@@ -41,6 +42,13 @@ vmc_test_backend_available(const char *backend)
 }
 
 /* ---- server process ---- */
+
+void
+vmc_test_child_setup(gpointer user_data)
+{
+    /* in the child: go away with the test process, even when it aborts */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+}
 
 static guint16
 free_tcp_port(void)
@@ -109,6 +117,7 @@ vmc_test_server_start(const char *backend, gboolean tcp, const char *const *extr
 
     g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDERR_MERGE);
     g_subprocess_launcher_set_stdout_file_path(l, s->log_path);
+    g_subprocess_launcher_set_child_setup(l, vmc_test_child_setup, NULL, NULL);
     /* libspice-server logs peer trouble with g_warning: do not make that fatal there */
     if (g_strcmp0(backend, "native") != 0)
         g_subprocess_launcher_unsetenv(l, "G_DEBUG");

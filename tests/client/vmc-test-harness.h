@@ -15,6 +15,10 @@ G_BEGIN_DECLS
 
 #define VMC_TEST_TIMEOUT 5000 /* ms: the longest a test waits for anything expected */
 
+/* GSubprocessLauncher child setup: the child gets SIGTERM when the test process dies
+ * (so an aborted test leaves no server or tool behind). */
+void vmc_test_child_setup(gpointer user_data);
+
 /* The vmcmux-server binary, or NULL (live tests are then skipped). */
 const char *vmc_test_server_binary(void);
 /* TRUE when `backend` ("native", "spice-server") can be tested. */
