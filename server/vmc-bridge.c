@@ -52,6 +52,7 @@ struct _VmcSpiceBridge {
     SpiceServer *server;
     VmcGuestPort *port;
     BridgeState state;
+    gboolean port_gone; /* a read or write found the agent connection closed */
 
     guint8 *rbuf;
     gsize rpos;
@@ -140,6 +141,7 @@ static void tap_bytes(VmcSpiceBridge *b, gboolean to_guest, const guint8 *buf, g
 
 static void bridge_reset_io(VmcSpiceBridge *b)
 {
+    b->port_gone = FALSE;
     b->rpos = 0;
     b->rlen = 0;
     tap_stream_reset(&b->to_guest);
@@ -179,7 +181,7 @@ static int sif_write(SpiceCharDeviceInstance *sin, const uint8_t *buf, int len)
     GOutputVector vec;
     gssize n;
 
-    if (b->state != BRIDGE_ATTACHED || len <= 0) {
+    if (b->state != BRIDGE_ATTACHED || b->port_gone || len <= 0) {
         return 0;
     }
     vec.buffer = buf;
@@ -190,6 +192,8 @@ static int sif_write(SpiceCharDeviceInstance *sin, const uint8_t *buf, int len)
          * and waits for spice_server_char_device_wakeup() (NOTIFY_WRITABLE). */
         if (n == 0) {
             vmc_guest_port_want_write(b->port, TRUE);
+        } else {
+            b->port_gone = TRUE;
         }
         return 0;
     }
@@ -203,7 +207,7 @@ static int sif_read(SpiceCharDeviceInstance *sin, uint8_t *buf, int len)
     VmcSpiceBridge *b = bridge_from_sin(sin);
     gsize take;
 
-    if (b->state != BRIDGE_ATTACHED || len <= 0) {
+    if (b->state != BRIDGE_ATTACHED || b->port_gone || len <= 0) {
         return 0;
     }
     if (b->rpos == b->rlen) {
@@ -216,6 +220,8 @@ static int sif_read(SpiceCharDeviceInstance *sin, uint8_t *buf, int len)
              * event follows from the main loop. */
             if (n == 0) {
                 vmc_guest_port_want_read(b->port, TRUE);
+            } else {
+                b->port_gone = TRUE;
             }
             return 0;
         }
@@ -253,6 +259,8 @@ static const SpiceCharDeviceInterface bridge_sif = {
  * Guest-port events
  * ------------------------------------------------------------------------------------ */
 
+static void bridge_detach(VmcSpiceBridge *b, const char *reason);
+
 static void bridge_attach(VmcSpiceBridge *b)
 {
     if (b->state != BRIDGE_DETACHED) {
@@ -267,7 +275,9 @@ static void bridge_attach(VmcSpiceBridge *b)
         return;
     }
     bridge_record(b, VMC_RECORD_AGENT_CONNECTED, vmc_guest_port_describe(b->port));
-    if (b->state == BRIDGE_ATTACHED) {
+    if (b->state == BRIDGE_ATTACHED && b->port_gone) {
+        bridge_detach(b, "port closed");
+    } else if (b->state == BRIDGE_ATTACHED) {
         vmc_guest_port_want_read(b->port, TRUE);
     }
 }
@@ -286,6 +296,21 @@ static void bridge_detach(VmcSpiceBridge *b, const char *reason)
     bridge_record(b, VMC_RECORD_AGENT_DISCONNECTED, reason);
 }
 
+/* Wakes libspice-server; if it found the agent connection closed meanwhile, detaches
+ * now rather than when the port's CLOSED event comes round: a client linking in
+ * between would be told the agent is there. Never re-enters libspice-server from inside
+ * its own read/write callbacks. */
+static void bridge_wakeup(VmcSpiceBridge *b)
+{
+    if (b->state != BRIDGE_ATTACHED) {
+        return;
+    }
+    spice_server_char_device_wakeup(&b->sin);
+    if (b->state == BRIDGE_ATTACHED && b->port_gone) {
+        bridge_detach(b, "port closed");
+    }
+}
+
 static void on_port_event(VmcGuestPort *port, VmcGuestEvent event, gpointer user_data)
 {
     VmcSpiceBridge *b = user_data;
@@ -299,15 +324,11 @@ static void on_port_event(VmcGuestPort *port, VmcGuestEvent event, gpointer user
         break;
     case VMC_GUEST_EVENT_READABLE:
         vmc_guest_port_want_read(port, FALSE);
-        if (b->state == BRIDGE_ATTACHED) {
-            spice_server_char_device_wakeup(&b->sin);
-        }
+        bridge_wakeup(b);
         break;
     case VMC_GUEST_EVENT_WRITABLE:
         vmc_guest_port_want_write(port, FALSE);
-        if (b->state == BRIDGE_ATTACHED) {
-            spice_server_char_device_wakeup(&b->sin);
-        }
+        bridge_wakeup(b);
         break;
     }
 }
