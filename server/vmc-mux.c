@@ -18,14 +18,16 @@
  *       between clients, into the guest output while it is under its limit.
  *       A token goes back to the client when its chunk has been written
  *       (vmc_mux_guest_output_advance) or when the unit was dropped.
+ *
+ * With max_clients > 1 the shared-agent rules of vmc-mux-share.c decide the
+ * disposition and routing of messages (docs/sharing.md); this file calls them at
+ * a client message's start and end, at an agent message's first piece, and when
+ * a client leaves. The state both files use is in vmc-mux-private.h.
  */
-#include "server/vmc-mux.h"
+#include "server/vmc-mux-private.h"
 
 #include <string.h>
 #include <spice/enums.h>
-#include <spice/vd_agent.h>
-
-#include "protocol/vmc-chunk.h"
 
 G_DEFINE_QUARK(vmc-mux-error-quark, vmc_mux_error)
 
@@ -42,171 +44,6 @@ G_DEFINE_QUARK(vmc-mux-error-quark, vmc_mux_error)
 #define MAX_TOKEN_BATCH 32u
 
 #define SERVER_MSG_MAX (64u * 1024u)  /* port-2 messages handed to the callback */
-#define SERVER_SEND_MAX (64u * 1024u) /* payload of vmc_mux_send_server_message() */
-#define CAPS_MAX_WORDS 16u
-#define XFER_MAX_PER_CLIENT 128u
-#define NSEL 4u /* clipboard selections tracked (0..2, 3 = anything else) */
-
-#define PIECE_START (1u << 0)
-#define PIECE_END (1u << 1)
-#define PIECE_CHARGED (1u << 2) /* returns a token to its client once written */
-
-/* ------------------------------------------------------------------------- */
-/* types */
-
-/* One chunk (8-byte header + payload) queued towards the guest. */
-typedef struct _Piece Piece;
-struct _Piece {
-    Piece *next;
-    guint32 client_id; /* the client whose message this is; 0 for mux-made chunks */
-    guint32 msg_type;  /* agent message type (mux-made port-2 chunks: coalescing) */
-    guint8 flags;      /* PIECE_* */
-    gsize len;         /* header + payload */
-    guint8 data[];
-};
-
-typedef struct {
-    Piece *head;
-    Piece *tail;
-    gsize bytes;
-} PieceQueue;
-
-/* One main-channel message queued towards a client. */
-typedef struct _OutMsg OutMsg;
-struct _OutMsg {
-    OutMsg *next;
-    guint16 type;     /* SPICE_MSG_MAIN_AGENT_* */
-    gboolean peeked;  /* handed out by vmc_mux_client_peek(): never modified again */
-    gboolean msg_end; /* AGENT_DATA that ends an agent message */
-    GBytes *bytes;    /* AGENT_DATA body (shared between clients), or NULL */
-    guint8 small[4];  /* body of the other messages */
-    gsize len;
-};
-
-typedef struct {
-    OutMsg *head;
-    OutMsg *tail;
-    gsize bytes;
-    guint count;
-} OutQueue;
-
-typedef enum {
-    DISP_FORWARD, /* staged for the guest */
-    DISP_DROP,    /* counted and dropped */
-    DISP_ANSWER,  /* dropped; the mux answers the client itself (see answer_*) */
-} Disposition;
-
-typedef enum {
-    ANSWER_NONE,
-    ANSWER_XFER_STATUS, /* FILE_XFER_STATUS(id, answer_status) once the id is known */
-    ANSWER_CAPS,        /* the agent's cached ANNOUNCE_CAPABILITIES */
-} AnswerKind;
-
-typedef enum {
-    STALL_NONE,
-    STALL_HOLD, /* owns the port mid-message, sends nothing, others wait */
-    STALL_SLOW, /* its queue is full and holds the guest back for others */
-} StallKind;
-
-typedef struct _Xfer Xfer;
-
-typedef struct {
-    guint32 id;
-    guint caps;
-    gboolean left; /* removed or cut off: queues gone, nothing accepted */
-    GError *error; /* why it was cut off (sticky) */
-
-    /* client -> agent */
-    VmcAgentTracker tracker;
-    Disposition disp; /* of the message in progress */
-    AnswerKind answer;
-    guint32 answer_status;
-    gboolean answered;
-    guint32 msg_type;
-    guint64 msg_off; /* bytes of the message in progress seen so far */
-    guint8 msg_head[VMC_AGENT_HEADER_SIZE + 4];
-    Xfer *msg_xfer;  /* FILE_XFER message whose id is rewritten (multi-client) */
-    PieceQueue staged;
-    guint32 in_flight;      /* charged units not yet written or dropped */
-    guint32 unreturned;     /* released, AGENT_TOKEN not yet queued */
-    guint32 resets_pending; /* AGENT_CONNECTED_TOKENS queued, AGENT_START not yet seen */
-    guint32 forgiven;       /* units received while resets_pending > 0 */
-    gboolean started;       /* AGENT_START seen for the current agent instance */
-
-    /* agent -> client */
-    guint32 budget; /* AGENT_DATA it still allows; G_MAXUINT32 = unlimited */
-    gboolean rx_in_message;
-    OutQueue out;    /* visible to peek/pop */
-    OutQueue held;   /* AGENT_DATA waiting for budget */
-    OutQueue inject; /* mux-made agent messages waiting for a message boundary */
-    gboolean over_limit;
-
-    guint32 caps0; /* first caps word it announced */
-    GHashTable *xfers; /* client xfer id -> Xfer* (multi-client) */
-
-    gint64 stall_since;
-    StallKind stall_kind;
-
-    VmcMuxStats stats;
-} Client;
-
-struct _Xfer {
-    guint32 agent_id;
-    guint32 client_id;
-    guint32 client_xfer_id;
-};
-
-struct _VmcMux {
-    VmcMuxConfig cfg;
-    guint32 token_batch;
-    gint64 now;
-
-    VmcMuxNotifyFunc notify;
-    gpointer notify_data;
-    VmcMuxServerMessageFunc server_msg;
-    gpointer server_msg_data;
-    VmcMuxTapFunc tap;
-    gpointer tap_data;
-
-    GPtrArray *clients; /* Client*, in round-robin order */
-    GHashTable *by_id;  /* id -> Client* */
-    guint32 next_id;
-    guint rr_next;
-
-    /* guest input */
-    gboolean guest_connected;
-    gboolean guest_failed;
-    VmcChunkDecoder dec;
-    VmcAgentTracker rx_track[2]; /* ports 1 and 2 */
-    guint64 rx_msg_off[2];
-    gboolean rx_in_msg[2];
-    guint8 rx_piece[VMC_CHUNK_MAX_PAYLOAD];
-    gsize rx_piece_len;
-    gboolean rx_piece_first; /* the piece being built is the message's first */
-    gboolean rx_drop;        /* current port-1 message goes to nobody */
-    guint rx_recipients;
-    GByteArray *srv_msg; /* port-2 message being assembled, or NULL */
-    gboolean srv_skip;
-
-    /* guest output */
-    PieceQueue gout;
-    gsize gout_off;          /* bytes of gout.head already written */
-    PieceQueue srv_pending;  /* mux-made messages waiting for a port-1 boundary */
-    guint32 port_owner;      /* client whose port-1 message is in progress, 0 none */
-    gboolean last_wants_input;
-
-    /* what the mux knows about the agent */
-    gboolean have_agent_caps;
-    guint32 agent_caps[CAPS_MAX_WORDS]; /* raw, as the agent sent them */
-    gsize agent_ncaps;
-    guint32 agent_client_caps0; /* caps[0] of the last client caps forwarded to it */
-    guint32 clip_owner[NSEL];     /* multi-client: client that grabbed, 0 = none/agent */
-    guint32 clip_requester[NSEL]; /* multi-client: client that asked last */
-    GHashTable *xfers;            /* agent xfer id -> Xfer* (owns) */
-    guint32 next_xfer_id;
-
-    VmcMuxStats gstats;
-};
 
 /* ------------------------------------------------------------------------- */
 /* small helpers */
@@ -244,6 +81,12 @@ client_lookup(VmcMux *mux, guint32 id)
     return id ? g_hash_table_lookup(mux->by_id, GUINT_TO_POINTER(id)) : NULL;
 }
 
+Client *
+vmc_mux_core_lookup(VmcMux *mux, guint32 id)
+{
+    return client_lookup(mux, id);
+}
+
 static gboolean
 is_clipboard_type(guint32 type)
 {
@@ -259,8 +102,8 @@ is_file_xfer_type(guint32 type)
 }
 
 /* Header + payload of one agent message, as a new GBytes. */
-static GBytes *
-agent_msg_new(guint32 type, const guint8 *payload, gsize len)
+GBytes *
+vmc_mux_core_agent_msg_new(guint32 type, const guint8 *payload, gsize len)
 {
     VmcAgentHeader h = { VMC_AGENT_PROTOCOL, type, 0, (guint32)len };
     guint8 *buf;
@@ -304,6 +147,9 @@ pq_push(PieceQueue *q, Piece *p)
         q->head = p;
     q->tail = p;
     q->bytes += p->len;
+    q->count++;
+    if (p->flags & PIECE_END)
+        q->ends++;
 }
 
 static Piece *
@@ -317,6 +163,9 @@ pq_pop(PieceQueue *q)
     if (!q->head)
         q->tail = NULL;
     q->bytes -= p->len;
+    q->count--;
+    if (p->flags & PIECE_END)
+        q->ends--;
     p->next = NULL;
     return p;
 }
@@ -532,6 +381,12 @@ client_inject(VmcMux *mux, Client *c, GBytes *msg)
     client_flush_inject(mux, c);
 }
 
+void
+vmc_mux_core_inject(VmcMux *mux, Client *c, GBytes *msg)
+{
+    client_inject(mux, c, msg);
+}
+
 /* ------------------------------------------------------------------------- */
 /* client -> agent tokens */
 
@@ -612,6 +467,22 @@ gout_clear(VmcMux *mux)
 /* ------------------------------------------------------------------------- */
 /* scheduler */
 
+/* Whether the client has a message that may start on the port. With a shared agent
+ * a message starts only once it is whole (or once `whole_units` of it are staged, so
+ * a bigger one cannot deadlock on the client's window): a slow or stalled sender
+ * then never holds the port mid-message for messages of up to 33 AGENT_DATA
+ * (spice-gtk's 64 KiB FILE_XFER_DATA), and a client that dies mid-message leaves
+ * nothing half-written. */
+static gboolean
+client_ready(VmcMux *mux, Client *c)
+{
+    if (c->left || !c->staged.head)
+        return FALSE;
+    if (!multi_client(mux))
+        return TRUE;
+    return c->staged.ends > 0 || c->staged.count >= mux->whole_units;
+}
+
 static Client *
 pick_next_client(VmcMux *mux)
 {
@@ -621,7 +492,7 @@ pick_next_client(VmcMux *mux)
         guint idx = (mux->rr_next + i) % n;
         Client *c = g_ptr_array_index(mux->clients, idx);
 
-        if (!c->left && c->staged.head) {
+        if (client_ready(mux, c)) {
             mux->rr_next = (idx + 1) % n;
             return c;
         }
@@ -642,6 +513,42 @@ move_server_message(VmcMux *mux)
     } while (!(p->flags & PIECE_END));
 }
 
+/* Remembers where the client message that holds the port stands, for a filler. */
+static void
+track_port_message(VmcMux *mux, const Piece *p)
+{
+    const guint8 *payload = p->data + VMC_CHUNK_HEADER_SIZE;
+    gsize n = p->len - VMC_CHUNK_HEADER_SIZE;
+
+    if (p->flags & PIECE_START) {
+        /* a client unit that starts a message holds its whole header */
+        g_assert(n >= VMC_AGENT_HEADER_SIZE);
+        mux->port_msg_type = vmc_get_u32le(payload + 4);
+        mux->port_msg_total = VMC_AGENT_HEADER_SIZE + (guint64)vmc_get_u32le(payload + 16);
+        mux->port_msg_sent = 0;
+        mux->port_msg_head_len = MIN(n, sizeof(mux->port_msg_head));
+        memcpy(mux->port_msg_head, payload, mux->port_msg_head_len);
+    }
+    mux->port_msg_sent += n;
+}
+
+/* The next chunk of zeros that completes a departed client's message. */
+static Piece *
+filler_piece(VmcMux *mux)
+{
+    gsize n = (gsize)MIN(mux->filler_left, (guint64)VMC_CHUNK_MAX_PAYLOAD);
+    Piece *p = g_malloc0(sizeof(Piece) + VMC_CHUNK_HEADER_SIZE + n);
+
+    p->len = VMC_CHUNK_HEADER_SIZE + n;
+    vmc_chunk_header_encode(VMC_PORT_CLIENT, (guint32)n, p->data);
+    mux->filler_left -= n;
+    if (mux->filler_left == 0) {
+        p->flags |= PIECE_END;
+        mux->port_owner = 0;
+    }
+    return p;
+}
+
 /* Fills the guest output from the staging queues: whole messages, round robin
  * between clients, switching only at message boundaries. */
 static void
@@ -659,6 +566,10 @@ pump(VmcMux *mux)
             move_server_message(mux);
             continue;
         }
+        if (mux->port_owner == FILLER_OWNER) {
+            gout_push(mux, filler_piece(mux));
+            continue;
+        }
         if (mux->port_owner == 0) {
             c = pick_next_client(mux);
             if (!c)
@@ -672,6 +583,7 @@ pump(VmcMux *mux)
                 break; /* the owner has not sent the rest yet */
         }
         p = pq_pop(&c->staged);
+        track_port_message(mux, p);
         if (c->stall_kind == STALL_HOLD)
             c->stall_since = -1; /* progress */
         if (p->flags & PIECE_END)
@@ -714,6 +626,9 @@ coalesce_server_chunk(VmcMux *mux, Piece *np)
         if (mux->gout.tail == p)
             mux->gout.tail = prev;
         mux->gout.bytes -= p->len;
+        mux->gout.count--;
+        if (p->flags & PIECE_END)
+            mux->gout.ends--;
         g_free(p);
         return FALSE;
     }
@@ -734,7 +649,7 @@ queue_mux_message(VmcMux *mux, guint32 port, guint32 type, const guint8 *payload
     guint8 hdr[VMC_AGENT_HEADER_SIZE];
     gsize total = VMC_AGENT_HEADER_SIZE + len;
     gsize off = 0;
-    PieceQueue tmp = { NULL, NULL, 0 };
+    PieceQueue tmp = { NULL, NULL, 0, 0, 0 };
     guint8 *msg;
 
     g_assert(len <= SERVER_SEND_MAX);
@@ -779,117 +694,38 @@ send_client_disconnected(VmcMux *mux)
     queue_mux_message(mux, VMC_PORT_SERVER, VD_AGENT_CLIENT_DISCONNECTED, NULL, 0, TRUE);
 }
 
+void
+vmc_mux_core_queue_message(VmcMux *mux, guint32 port, guint32 type, const guint8 *payload,
+                           gsize len)
+{
+    queue_mux_message(mux, port, type, payload, len, FALSE);
+}
+
 /* ------------------------------------------------------------------------- */
-/* multi-client bookkeeping */
+/* staging (client -> guest) */
 
-static gboolean
-selection_in_use(VmcMux *mux)
+/* A whole message of the client's own, already paid for: cut into chunks at the
+ * tail of its staging queue, so it keeps its place among the client's messages. */
+void
+vmc_mux_core_stage(VmcMux *mux, Client *c, const guint8 *msg, gsize len)
 {
-    /* spice-vdagentd decides with the client caps it was told */
-    return (mux->agent_client_caps0 >> VD_AGENT_CAP_CLIPBOARD_SELECTION) & 1u;
-}
+    gsize off = 0;
 
-/* Selection of a clipboard message whose first `n` bytes are `msg`. */
-static guint
-clip_selection(VmcMux *mux, const guint8 *msg, gsize n)
-{
-    if (!selection_in_use(mux) || n <= VMC_AGENT_HEADER_SIZE)
-        return 0;
-    return MIN((guint)msg[VMC_AGENT_HEADER_SIZE], NSEL - 1);
-}
+    g_assert(len >= VMC_AGENT_HEADER_SIZE);
+    while (off < len) {
+        gsize n = MIN(len - off, (gsize)VMC_CHUNK_MAX_PAYLOAD);
+        Piece *p = piece_new(VMC_PORT_CLIENT, msg + off, n);
 
-static void
-xfer_free(gpointer data)
-{
-    g_free(data);
-}
-
-static Xfer *
-xfer_new(VmcMux *mux, Client *c, guint32 client_xfer_id)
-{
-    Xfer *x = g_new0(Xfer, 1);
-
-    do {
-        mux->next_xfer_id++;
-        if (mux->next_xfer_id == 0)
-            mux->next_xfer_id = 1;
-    } while (g_hash_table_contains(mux->xfers, GUINT_TO_POINTER(mux->next_xfer_id)));
-    x->agent_id = mux->next_xfer_id;
-    x->client_id = c->id;
-    x->client_xfer_id = client_xfer_id;
-    g_hash_table_insert(mux->xfers, GUINT_TO_POINTER(x->agent_id), x);
-    g_hash_table_replace(c->xfers, GUINT_TO_POINTER(client_xfer_id), x);
-    return x;
-}
-
-static void
-xfer_remove(VmcMux *mux, Xfer *x)
-{
-    Client *c = client_lookup(mux, x->client_id);
-
-    if (c && g_hash_table_lookup(c->xfers, GUINT_TO_POINTER(x->client_xfer_id)) == x)
-        g_hash_table_remove(c->xfers, GUINT_TO_POINTER(x->client_xfer_id));
-    if (c && c->msg_xfer == x)
-        c->msg_xfer = NULL;
-    g_hash_table_remove(mux->xfers, GUINT_TO_POINTER(x->agent_id)); /* frees x */
-}
-
-static GBytes *
-xfer_status_msg_new(guint32 id, guint32 status)
-{
-    guint8 payload[8];
-
-    vmc_put_u32le(payload, id);
-    vmc_put_u32le(payload + 4, status);
-    return agent_msg_new(VD_AGENT_FILE_XFER_STATUS, payload, sizeof(payload));
-}
-
-/* The agent forgot every client's transfers (CLIENT_DISCONNECTED): tell each
- * remaining client its transfers failed. */
-static void
-xfers_fail_all(VmcMux *mux)
-{
-    GHashTableIter it;
-    gpointer value;
-
-    g_hash_table_iter_init(&it, mux->xfers);
-    while (g_hash_table_iter_next(&it, NULL, &value)) {
-        Xfer *x = value;
-        Client *c = client_lookup(mux, x->client_id);
-
-        if (c && !c->left) {
-            g_autoptr(GBytes) msg = xfer_status_msg_new(x->client_xfer_id,
-                                                        VD_AGENT_FILE_XFER_STATUS_ERROR);
-
-            client_inject(mux, c, msg);
-            g_hash_table_remove(c->xfers, GUINT_TO_POINTER(x->client_xfer_id));
-            if (c->msg_xfer == x)
-                c->msg_xfer = NULL;
-        }
-        g_hash_table_iter_remove(&it);
+        p->client_id = c->id;
+        p->msg_type = vmc_get_u32le(msg + 4);
+        if (off == 0)
+            p->flags |= PIECE_START;
+        off += n;
+        if (off == len)
+            p->flags |= PIECE_END;
+        pq_push(&c->staged, p);
     }
-}
-
-static GBytes *
-caps_answer_new(VmcMux *mux)
-{
-    guint8 payload[4 + 4 * CAPS_MAX_WORDS];
-    gsize n = mux->agent_ncaps;
-
-    vmc_put_u32le(payload, 0); /* request = 0 */
-    for (gsize i = 0; i < n; i++) {
-        guint32 w = mux->agent_caps[i];
-
-        if (i == 0) {
-            if (!mux->cfg.copy_paste)
-                w &= ~((1u << VD_AGENT_CAP_CLIPBOARD) | (1u << VD_AGENT_CAP_CLIPBOARD_BY_DEMAND) |
-                       (1u << VD_AGENT_CAP_CLIPBOARD_SELECTION));
-            if (!mux->cfg.file_xfer)
-                w |= 1u << VD_AGENT_CAP_FILE_XFER_DISABLED;
-        }
-        vmc_put_u32le(payload + 4 + 4 * i, w);
-    }
-    return agent_msg_new(VD_AGENT_ANNOUNCE_CAPABILITIES, payload, 4 + 4 * n);
+    c->stats.discarded -= MIN(c->stats.discarded, (guint64)len);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -915,7 +751,6 @@ static void
 client_leave(VmcMux *mux, Client *c)
 {
     gboolean held_port;
-    gboolean reset;
     Piece *p;
 
     if (c->left)
@@ -934,53 +769,29 @@ client_leave(VmcMux *mux, Client *c)
     c->stall_since = -1;
     c->stall_kind = STALL_NONE;
 
-    if (!mux->guest_connected) {
-        g_hash_table_remove_all(c->xfers);
+    if (!mux->guest_connected)
         return;
-    }
+
+    /* Shared agent, others stay: the mux completes a half-written message with
+     * filler and undoes the leaver's transfers and clipboard ownership on its
+     * behalf, so the agent's state for the others stays (docs/sharing.md). */
+    if (multi_client(mux) && active_clients(mux) > 0 &&
+        vmc_mux_share_client_leave(mux, c, held_port))
+        return;
 
     /* CLIENT_DISCONNECTED when the last client goes (as the reference does), and
-     * when the leaver had begun a message on port 1 that will never end: the
-     * agent then drops its half-built message (spice-vdagentd resets its port-1
-     * reassembly on it) so the port stays in sync. */
-    reset = held_port || active_clients(mux) == 0;
-    if (reset) {
+     * (single client) when the leaver had begun a message on port 1 that will never
+     * end: the agent then drops its half-built message (spice-vdagentd resets its
+     * port-1 reassembly on it) so the port stays in sync. */
+    if (held_port || active_clients(mux) == 0) {
+        if (mux->port_owner == FILLER_OWNER) {
+            /* the agent drops its half-built message on the reset: no more filler */
+            mux->port_owner = 0;
+            mux->filler_left = 0;
+        }
         send_client_disconnected(mux);
-        for (guint s = 0; s < NSEL; s++)
-            mux->clip_owner[s] = mux->clip_requester[s] = 0;
-        g_hash_table_remove_all(c->xfers);
-        xfers_fail_all(mux);
-        return;
-    }
-
-    /* Others stay: release what the leaver held in the agent, on its behalf. */
-    if (multi_client(mux)) {
-        GHashTableIter it;
-        gpointer value;
-
-        for (guint s = 0; s < NSEL; s++) {
-            if (mux->clip_requester[s] == c->id)
-                mux->clip_requester[s] = 0;
-            if (mux->clip_owner[s] == c->id) {
-                guint8 sel[4] = { (guint8)s, 0, 0, 0 };
-
-                mux->clip_owner[s] = 0;
-                queue_mux_message(mux, VMC_PORT_CLIENT, VD_AGENT_CLIPBOARD_RELEASE, sel,
-                                  selection_in_use(mux) ? 4 : 0, FALSE);
-            }
-        }
-        g_hash_table_iter_init(&it, c->xfers);
-        while (g_hash_table_iter_next(&it, NULL, &value)) {
-            Xfer *x = value;
-            guint8 payload[8];
-
-            vmc_put_u32le(payload, x->agent_id);
-            vmc_put_u32le(payload + 4, VD_AGENT_FILE_XFER_STATUS_CANCELLED);
-            queue_mux_message(mux, VMC_PORT_CLIENT, VD_AGENT_FILE_XFER_STATUS, payload,
-                              sizeof(payload), FALSE);
-            g_hash_table_iter_remove(&it);
-            g_hash_table_remove(mux->xfers, GUINT_TO_POINTER(x->agent_id));
-        }
+        if (multi_client(mux))
+            vmc_mux_share_agent_forgot(mux);
     }
 }
 
@@ -1030,16 +841,8 @@ agent_state_reset(VmcMux *mux)
 {
     mux->have_agent_caps = FALSE;
     mux->agent_ncaps = 0;
-    mux->agent_client_caps0 = 0;
-    for (guint s = 0; s < NSEL; s++)
-        mux->clip_owner[s] = mux->clip_requester[s] = 0;
-    for (guint i = 0; i < mux->clients->len; i++) {
-        Client *c = g_ptr_array_index(mux->clients, i);
-
-        g_hash_table_remove_all(c->xfers);
-        c->msg_xfer = NULL;
-    }
-    g_hash_table_remove_all(mux->xfers);
+    mux->filler_left = 0;
+    vmc_mux_share_reset(mux);
 }
 
 static void
@@ -1060,7 +863,6 @@ guest_gone(VmcMux *mux)
         if (c->tracker.in_message) {
             c->disp = DISP_DROP;
             c->answer = ANSWER_NONE;
-            c->msg_xfer = NULL;
         }
         c->started = FALSE;
         c->rx_in_message = FALSE;
@@ -1091,7 +893,7 @@ others_wait_for_port(VmcMux *mux, Client *owner)
     for (guint i = 0; i < mux->clients->len; i++) {
         Client *c = g_ptr_array_index(mux->clients, i);
 
-        if (c != owner && !c->left && c->staged.head)
+        if (c != owner && client_ready(mux, c))
             return TRUE;
     }
     return FALSE;
@@ -1216,7 +1018,7 @@ client_free(gpointer data)
     oq_clear(&c->out);
     oq_clear(&c->held);
     oq_clear(&c->inject);
-    g_hash_table_unref(c->xfers);
+    vmc_mux_share_client_clear(c);
     g_clear_error(&c->error);
     g_free(c);
 }
@@ -1244,10 +1046,11 @@ vmc_mux_new(const VmcMuxConfig *cfg)
     mux->cfg.client_out_limit = MAX(mux->cfg.client_out_limit, (gsize)MIN_CLIENT_OUT_LIMIT);
     mux->cfg.guest_out_limit = MAX(mux->cfg.guest_out_limit, (gsize)MIN_GUEST_OUT_LIMIT);
     mux->token_batch = CLAMP(mux->cfg.agent_window / 8, 1u, MAX_TOKEN_BATCH);
+    mux->whole_units = MIN(SHARE_WHOLE_UNITS, MAX(mux->cfg.agent_window / 2, 1u));
 
     mux->clients = g_ptr_array_new_with_free_func(client_free);
     mux->by_id = g_hash_table_new(g_direct_hash, g_direct_equal);
-    mux->xfers = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, xfer_free);
+    mux->xfers = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
     mux->next_id = 1;
     guest_rx_reset(mux);
     return mux;
@@ -1450,56 +1253,40 @@ agent_caps_seen(VmcMux *mux, guint8 *msg, gsize n, const VmcAgentHeader *h)
     }
 }
 
-/* Decides who gets the agent message whose first piece is `msg`. Returns the one
- * recipient, 0 for every started client, or G_MAXUINT32 for nobody. */
-static guint32
-agent_msg_route(VmcMux *mux, guint8 *msg, gsize n, const VmcAgentHeader *h)
+/* Decides who gets the agent message whose first piece is `msg`. */
+static void
+agent_msg_route(VmcMux *mux, guint8 *msg, gsize n, const VmcAgentHeader *h, Route *route)
 {
     guint32 type = h->type;
 
-    if (!mux->cfg.copy_paste && is_clipboard_type(type))
-        return G_MAXUINT32;
-    if (!mux->cfg.file_xfer && is_file_xfer_type(type))
-        return G_MAXUINT32;
+    route->kind = ROUTE_ALL;
+    route->to = 0;
+    route->per_client = FALSE;
+    if ((!mux->cfg.copy_paste && is_clipboard_type(type)) ||
+        (!mux->cfg.file_xfer && is_file_xfer_type(type))) {
+        route->kind = ROUTE_NONE;
+        return;
+    }
     if (type == VD_AGENT_ANNOUNCE_CAPABILITIES)
         agent_caps_seen(mux, msg, n, h);
-    if (!multi_client(mux))
-        return 0;
+    if (multi_client(mux))
+        vmc_mux_share_agent_route(mux, msg, n, h, route);
+}
 
-    if (is_clipboard_type(type)) {
-        guint sel = clip_selection(mux, msg, n);
-        guint32 to = 0;
-
-        switch (type) {
-        case VD_AGENT_CLIPBOARD_GRAB:
-            mux->clip_owner[sel] = 0;
-            break;
-        case VD_AGENT_CLIPBOARD_REQUEST:
-            to = mux->clip_owner[sel];
-            break;
-        case VD_AGENT_CLIPBOARD:
-            to = mux->clip_requester[sel];
-            mux->clip_requester[sel] = 0;
-            break;
-        default:
-            break;
-        }
-        return to;
+static gboolean
+route_accepts(const Route *route, const Client *c)
+{
+    switch (route->kind) {
+    case ROUTE_ALL:
+        return TRUE;
+    case ROUTE_ONE:
+        return route->to == c->id;
+    case ROUTE_CLIP:
+        return !c->clip_off;
+    case ROUTE_NONE:
+        break;
     }
-    if (type == VD_AGENT_FILE_XFER_STATUS && h->size >= 8 && n >= VMC_AGENT_HEADER_SIZE + 8) {
-        guint8 *idp = msg + VMC_AGENT_HEADER_SIZE;
-        Xfer *x = g_hash_table_lookup(mux->xfers, GUINT_TO_POINTER(vmc_get_u32le(idp)));
-        guint32 to;
-
-        if (!x)
-            return G_MAXUINT32;
-        to = x->client_id;
-        vmc_put_u32le(idp, x->client_xfer_id);
-        if (vmc_get_u32le(idp + 4) != VD_AGENT_FILE_XFER_STATUS_CAN_SEND_DATA)
-            xfer_remove(mux, x);
-        return to;
-    }
-    return 0;
+    return FALSE;
 }
 
 /* One piece (<= 2048 bytes, one message) of port-1 data is complete. */
@@ -1510,21 +1297,20 @@ emit_agent_piece(VmcMux *mux, gboolean first, gboolean last)
     guint8 *data = g_memdup2(mux->rx_piece, n);
     GBytes *bytes;
     guint flags = (first ? VMC_AGENT_SPAN_START : 0) | (last ? VMC_AGENT_SPAN_END : 0);
+    Route route = { ROUTE_ALL, 0, FALSE };
 
     mux->rx_piece_len = 0;
     tap(mux, VMC_MUX_DIR_AGENT_CLIENT, 0, VMC_PORT_CLIENT, data, n, flags);
 
     if (first) {
-        guint32 to = agent_msg_route(mux, data, n, &mux->rx_track[0].header);
-
-        mux->rx_drop = to == G_MAXUINT32;
+        agent_msg_route(mux, data, n, &mux->rx_track[0].header, &route);
+        mux->rx_drop = route.kind == ROUTE_NONE;
         mux->rx_recipients = 0;
         for (guint i = 0; i < mux->clients->len; i++) {
             Client *c = g_ptr_array_index(mux->clients, i);
 
             /* a client that starts mid-message waits for the next one */
-            c->rx_in_message =
-                !mux->rx_drop && !c->left && c->started && (to == 0 || to == c->id);
+            c->rx_in_message = !c->left && c->started && route_accepts(&route, c);
             if (c->rx_in_message)
                 mux->rx_recipients++;
         }
@@ -1532,6 +1318,21 @@ emit_agent_piece(VmcMux *mux, gboolean first, gboolean last)
 
     if (mux->rx_drop || mux->rx_recipients == 0) {
         mux->gstats.discarded += n;
+        g_free(data);
+    } else if (route.per_client) {
+        /* first piece, rewritten for each recipient (caps view, grab serial) */
+        for (guint i = 0; i < mux->clients->len; i++) {
+            Client *c = g_ptr_array_index(mux->clients, i);
+            g_autoptr(GBytes) own = NULL;
+
+            if (!c->rx_in_message || c->left)
+                continue;
+            own = vmc_mux_share_agent_piece(mux, c, data, n);
+            if (own)
+                client_queue_data(mux, c, own, last);
+            else
+                c->rx_in_message = FALSE;
+        }
         g_free(data);
     } else {
         bytes = g_bytes_new_take(data, n);
@@ -1950,11 +1751,12 @@ vmc_mux_client_add(VmcMux *mux, guint caps)
         c->id = mux->next_id++;
         if (mux->next_id == 0)
             mux->next_id = 1;
-    } while (c->id == 0 || g_hash_table_contains(mux->by_id, GUINT_TO_POINTER(c->id)));
+    } while (c->id == 0 || c->id == FILLER_OWNER ||
+             g_hash_table_contains(mux->by_id, GUINT_TO_POINTER(c->id)));
     c->caps = caps;
     vmc_agent_tracker_init(&c->tracker);
     c->stall_since = -1;
-    c->xfers = g_hash_table_new(g_direct_hash, g_direct_equal);
+    vmc_mux_share_client_init(c);
     c->stats.tokens_granted = mux->cfg.agent_window;
     g_ptr_array_add(mux->clients, c);
     g_hash_table_insert(mux->by_id, GUINT_TO_POINTER(c->id), c);
@@ -2050,6 +1852,8 @@ vmc_mux_client_agent_start(VmcMux *mux, guint32 client_id, guint32 num_tokens, G
         c->forgiven = 0;
     }
     if (mux->guest_connected) {
+        if (!c->started)
+            c->start_seq = ++mux->start_counter;
         c->started = TRUE;
         c->budget = num_tokens;
         client_release_held(mux, c);
@@ -2109,16 +1913,14 @@ check_size_rules(const VmcAgentHeader *h)
     return FALSE;
 }
 
-static gboolean
-another_client_started(VmcMux *mux, Client *me)
+static GBytes *
+xfer_status_msg_new(guint32 id, guint32 status)
 {
-    for (guint i = 0; i < mux->clients->len; i++) {
-        Client *c = g_ptr_array_index(mux->clients, i);
+    guint8 payload[8];
 
-        if (c != me && !c->left && c->started)
-            return TRUE;
-    }
-    return FALSE;
+    vmc_put_u32le(payload, id);
+    vmc_put_u32le(payload + 4, status);
+    return vmc_mux_core_agent_msg_new(VD_AGENT_FILE_XFER_STATUS, payload, sizeof(payload));
 }
 
 /* What happens to the client message that starts with `body` (the whole header
@@ -2126,17 +1928,14 @@ another_client_started(VmcMux *mux, Client *me)
 static gboolean
 client_msg_classify(VmcMux *mux, Client *c, const guint8 *body, gsize len, const char **what)
 {
-    const VmcAgentHeader *h = &c->tracker.header;
-    guint32 type = h->type;
+    guint32 type = c->tracker.header.type;
 
     c->disp = DISP_FORWARD;
     c->answer = ANSWER_NONE;
     c->answered = FALSE;
     c->msg_xfer = NULL;
-
-    if (type == VD_AGENT_ANNOUNCE_CAPABILITIES && len >= VMC_AGENT_HEADER_SIZE + 8 &&
-        h->size >= 8)
-        c->caps0 = vmc_get_u32le(body + VMC_AGENT_HEADER_SIZE + 4);
+    c->msg_serial_set = FALSE;
+    c->capturing = FALSE;
 
     if (!mux->guest_connected || !c->started) {
         c->disp = DISP_DROP;
@@ -2159,71 +1958,9 @@ client_msg_classify(VmcMux *mux, Client *c, const guint8 *body, gsize len, const
         }
         return TRUE;
     }
-
-    if (type == VD_AGENT_ANNOUNCE_CAPABILITIES) {
-        gboolean request = len >= VMC_AGENT_HEADER_SIZE + 4 &&
-                           vmc_get_u32le(body + VMC_AGENT_HEADER_SIZE) != 0;
-
-        /* spice-vdagentd resets every transfer and clipboard state on a request:
-         * a client joining a shared agent gets the cached answer instead */
-        if (request && multi_client(mux) && mux->have_agent_caps &&
-            another_client_started(mux, c)) {
-            c->disp = DISP_ANSWER;
-            c->answer = ANSWER_CAPS;
-            return TRUE;
-        }
-        if (len >= VMC_AGENT_HEADER_SIZE + 8 && h->size >= 8)
-            mux->agent_client_caps0 = c->caps0;
-        return TRUE;
-    }
     if (!multi_client(mux))
         return TRUE;
-
-    if (is_clipboard_type(type)) {
-        guint sel = clip_selection(mux, body, len);
-
-        switch (type) {
-        case VD_AGENT_CLIPBOARD_GRAB:
-            mux->clip_owner[sel] = c->id;
-            break;
-        case VD_AGENT_CLIPBOARD_RELEASE:
-            if (mux->clip_owner[sel] != c->id)
-                c->disp = DISP_DROP; /* stale: someone else grabbed since */
-            else
-                mux->clip_owner[sel] = 0;
-            break;
-        case VD_AGENT_CLIPBOARD_REQUEST:
-            mux->clip_requester[sel] = c->id;
-            break;
-        default:
-            break;
-        }
-        return TRUE;
-    }
-    if (is_file_xfer_type(type)) {
-        guint32 id;
-
-        if (len < VMC_AGENT_HEADER_SIZE + 4) {
-            *what = "FILE_XFER message without its id in the first AGENT_DATA";
-            return FALSE;
-        }
-        id = vmc_get_u32le(body + VMC_AGENT_HEADER_SIZE);
-        if (type == VD_AGENT_FILE_XFER_START) {
-            if (g_hash_table_size(c->xfers) >= XFER_MAX_PER_CLIENT ||
-                g_hash_table_contains(c->xfers, GUINT_TO_POINTER(id))) {
-                c->disp = DISP_ANSWER;
-                c->answer = ANSWER_XFER_STATUS;
-                c->answer_status = VD_AGENT_FILE_XFER_STATUS_ERROR;
-                return TRUE;
-            }
-            c->msg_xfer = xfer_new(mux, c, id);
-        } else {
-            c->msg_xfer = g_hash_table_lookup(c->xfers, GUINT_TO_POINTER(id));
-            if (!c->msg_xfer)
-                c->disp = DISP_DROP; /* unknown or finished transfer */
-        }
-    }
-    return TRUE;
+    return vmc_mux_share_classify(mux, c, body, len, what);
 }
 
 /* Sends the local answer of a DISP_ANSWER message once its bytes are known. */
@@ -2232,21 +1969,11 @@ client_msg_answer(VmcMux *mux, Client *c)
 {
     g_autoptr(GBytes) msg = NULL;
 
-    if (c->answered)
+    if (c->answered || c->answer != ANSWER_XFER_STATUS ||
+        c->msg_off < VMC_AGENT_HEADER_SIZE + 4)
         return;
-    switch (c->answer) {
-    case ANSWER_XFER_STATUS:
-        if (c->msg_off < VMC_AGENT_HEADER_SIZE + 4)
-            return;
-        msg = xfer_status_msg_new(vmc_get_u32le(c->msg_head + VMC_AGENT_HEADER_SIZE),
-                                  c->answer_status);
-        break;
-    case ANSWER_CAPS:
-        msg = caps_answer_new(mux);
-        break;
-    case ANSWER_NONE:
-        return;
-    }
+    msg = xfer_status_msg_new(vmc_get_u32le(c->msg_head + VMC_AGENT_HEADER_SIZE),
+                              c->answer_status);
     c->answered = TRUE;
     client_inject(mux, c, msg);
 }
@@ -2323,11 +2050,19 @@ vmc_mux_client_agent_data(VmcMux *mux, guint32 client_id, const guint8 *body, gs
         }
         if (!client_msg_classify(mux, c, body, len, &what))
             return client_fail(mux, c, error, VMC_MUX_ERROR_PROTOCOL, what);
+        if (c->left) {
+            /* cut off by an answer it did not read (hard limit) */
+            finish(mux);
+            return TRUE;
+        }
     }
     off = c->msg_off;
     if (off < sizeof(c->msg_head))
         memcpy(c->msg_head + off, body, MIN(len, sizeof(c->msg_head) - (gsize)off));
     c->msg_off += len;
+
+    if (c->capturing)
+        g_byte_array_append(c->capture, body, (guint)len);
 
     if (c->disp == DISP_FORWARD) {
         Piece *p = piece_new(VMC_PORT_CLIENT, body, len);
@@ -2340,10 +2075,9 @@ vmc_mux_client_agent_data(VmcMux *mux, guint32 client_id, const guint8 *body, gs
             p->flags |= PIECE_END;
         if (charged)
             p->flags |= PIECE_CHARGED;
-        /* multi-client: the client's transfer id becomes the mux-wide one */
-        if (c->msg_xfer && (flags & VMC_AGENT_SPAN_START))
-            vmc_put_u32le(p->data + VMC_CHUNK_HEADER_SIZE + VMC_AGENT_HEADER_SIZE,
-                          c->msg_xfer->agent_id);
+        /* shared agent: the mux-wide transfer id, the agent-side grab serial */
+        if ((flags & VMC_AGENT_SPAN_START) && multi_client(mux))
+            vmc_mux_share_rewrite_unit(mux, c, p->data + VMC_CHUNK_HEADER_SIZE, len);
         pq_push(&c->staged, p);
     } else {
         c->stats.discarded += len;
@@ -2353,11 +2087,13 @@ vmc_mux_client_agent_data(VmcMux *mux, guint32 client_id, const guint8 *body, gs
             client_msg_answer(mux, c);
     }
 
-    if (flags & VMC_AGENT_SPAN_END) {
+    if ((flags & VMC_AGENT_SPAN_END) && !c->left) {
         c->stats.messages_in++;
-        if (c->msg_xfer && c->msg_type == VD_AGENT_FILE_XFER_STATUS)
-            xfer_remove(mux, c->msg_xfer); /* the client ended it */
+        if (multi_client(mux))
+            vmc_mux_share_msg_end(mux, c);
         c->msg_xfer = NULL;
+        c->msg_serial_set = FALSE;
+        c->capturing = FALSE;
     }
     finish(mux);
     return TRUE;

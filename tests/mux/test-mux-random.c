@@ -170,6 +170,25 @@ check_payload(const guint8 *msg, gsize len)
     g_assert_true(h.size == 0 || memcmp(want, msg + VMC_AGENT_HEADER_SIZE, h.size) == 0);
 }
 
+/* A message of a client that left in its middle: with a shared agent the mux
+ * completes it with zeros (docs/sharing.md). Its prefix is exact, the rest zero. */
+static void
+check_payload_or_filler(const guint8 *msg, gsize len)
+{
+    VmcAgentHeader h;
+    g_autofree guint8 *want = NULL;
+    gsize k = 0;
+
+    g_assert_cmpint(vmc_agent_header_decode(msg, len, &h, NULL), ==, VMC_DECODE_OK);
+    g_assert_cmpuint(h.size, ==, len - VMC_AGENT_HEADER_SIZE);
+    want = g_malloc(h.size + 1);
+    fill_payload(want, h.size, h.opaque);
+    while (k < h.size && msg[VMC_AGENT_HEADER_SIZE + k] == want[k])
+        k++;
+    for (; k < h.size; k++)
+        g_assert_cmpuint(msg[VMC_AGENT_HEADER_SIZE + k], ==, 0);
+}
+
 static guint64
 st_key(guint32 client, guint32 seq)
 {
@@ -196,6 +215,15 @@ st_set(World *w, guint64 key, MsgStatus s)
 
 /* ------------------------------------------------------------------------- */
 /* the model agent: receiving */
+
+static gboolean
+client_present(World *w, guint32 id)
+{
+    for (guint i = 0; i < MAX_CLIENTS; i++)
+        if (w->cl[i].id == id)
+            return TRUE;
+    return FALSE;
+}
 
 static void
 agent_rx_reset(World *w)
@@ -237,7 +265,10 @@ agent_got_message(World *w, guint32 port, const guint8 *m, gsize len)
         MsgStatus s = st_get(w, key);
         gpointer last;
 
-        check_payload(m, len);
+        if (w->max_clients > 1 && !client_present(w, client))
+            check_payload_or_filler(m, len);
+        else
+            check_payload(m, len);
         if (s != ST_MUST && s != ST_MAYBE)
             g_error("client %u message %u arrived at the agent with status %u", client, seq, s);
         st_set(w, key, ST_DELIVERED);

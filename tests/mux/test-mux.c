@@ -1285,7 +1285,7 @@ test_multi_no_interleave(Fx *fx, gconstpointer data)
 {
     g_autoptr(GByteArray) ma = mt_msg_pattern(VD_AGENT_CLIPBOARD, 5000, 1);
     g_autoptr(GByteArray) mb = mt_msg_pattern(VD_AGENT_CLIPBOARD, 3000, 2);
-    g_autoptr(GByteArray) mb2 = mt_msg_pattern(VD_AGENT_MAX_CLIPBOARD, 4, 3);
+    g_autoptr(GByteArray) mb2 = mt_msg_pattern(100, 4, 3);
     g_autoptr(GByteArray) out = NULL;
     g_autoptr(GByteArray) want = g_byte_array_new();
     guint32 a, b;
@@ -1301,13 +1301,14 @@ test_multi_no_interleave(Fx *fx, gconstpointer data)
     mt_data_ok(fx->mux, a, ma->data + 2048, 2048);
     mt_data_ok(fx->mux, a, ma->data + 4096, ma->len - 4096);
     out = mt_guest_out(fx->mux);
-    /* the guest sees a's message whole, then b's two */
-    mt_append_chunk(want, 1, ma->data, 2048);
-    mt_append_chunk(want, 1, ma->data + 2048, 2048);
-    mt_append_chunk(want, 1, ma->data + 4096, ma->len - 4096);
+    /* the guest sees whole messages: with a shared agent a message starts only
+     * once it is whole (docs/sharing.md), so b's two go first, then a's */
     mt_append_chunk(want, 1, mb->data, 2048);
     mt_append_chunk(want, 1, mb->data + 2048, mb->len - 2048);
     mt_append_chunk(want, 1, mb2->data, mb2->len);
+    mt_append_chunk(want, 1, ma->data, 2048);
+    mt_append_chunk(want, 1, ma->data + 2048, 2048);
+    mt_append_chunk(want, 1, ma->data + 4096, ma->len - 4096);
     mt_assert_bytes(out, want->data, want->len);
 }
 
@@ -1362,23 +1363,28 @@ test_multi_round_robin(void)
 static void
 test_multi_leave_mid_message(Fx *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) ma = mt_msg_pattern(VD_AGENT_CLIPBOARD, 5000, 1);
-    g_autoptr(GByteArray) mb = mt_msg_pattern(VD_AGENT_MAX_CLIPBOARD, 4, 2);
+    /* 35 AGENT_DATA: bigger than what the shared agent stages whole (33) */
+    g_autoptr(GByteArray) ma = mt_msg_pattern(100, 70000, 1);
+    g_autoptr(GByteArray) mb = mt_msg_pattern(101, 4, 2);
     g_autoptr(GByteArray) out = NULL;
     g_autoptr(GByteArray) want = g_byte_array_new();
+    static const guint8 zeros[2048];
     guint32 a, b;
 
     vmc_mux_guest_connected(fx->mux);
     a = fx_client(fx, ~0u);
     b = fx_client(fx, ~0u);
-    mt_data_ok(fx->mux, a, ma->data, 2048);
+    for (guint i = 0; i < 34; i++)
+        mt_data_ok(fx->mux, a, ma->data + i * 2048, 2048);
     mt_data_ok(fx->mux, b, mb->data, mb->len);
-    /* a leaves in the middle of its message: CLIENT_DISCONNECTED resets the
-     * agent's port-1 reassembly right after a's prefix, then b's message */
+    /* a leaves in the middle of its message while b stays: the mux completes it
+     * with zeros (no CLIENT_DISCONNECTED, which would reset the agent for b),
+     * then b's message */
     vmc_mux_client_remove(fx->mux, a);
     out = mt_guest_out(fx->mux);
-    mt_append_chunk(want, 1, ma->data, 2048);
-    g_byte_array_append(want, client_disconnected_chunk, sizeof(client_disconnected_chunk));
+    for (guint i = 0; i < 34; i++)
+        mt_append_chunk(want, 1, ma->data + i * 2048, 2048);
+    mt_append_chunk(want, 1, zeros, ma->len - 34 * 2048);
     mt_append_chunk(want, 1, mb->data, mb->len);
     mt_assert_bytes(out, want->data, want->len);
 }
@@ -1437,10 +1443,12 @@ test_multi_leave_with_staged_partial(Fx *fx, gconstpointer data)
 static void
 test_multi_stall_hold(Fx *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) ma = mt_msg_pattern(VD_AGENT_CLIPBOARD, 5000, 1);
-    g_autoptr(GByteArray) mb = mt_msg_pattern(VD_AGENT_MAX_CLIPBOARD, 4, 2);
+    /* bigger than what the shared agent stages whole: it starts at 33 units */
+    g_autoptr(GByteArray) ma = mt_msg_pattern(100, 70000, 1);
+    g_autoptr(GByteArray) mb = mt_msg_pattern(101, 4, 2);
     g_autoptr(GByteArray) out = NULL;
     g_autoptr(GByteArray) want = g_byte_array_new();
+    static const guint8 zeros[2048];
     GError *error = NULL;
     guint32 a, b;
     gint64 t0 = 1000;
@@ -1449,7 +1457,8 @@ test_multi_stall_hold(Fx *fx, gconstpointer data)
     vmc_mux_guest_connected(fx->mux);
     a = fx_client(fx, ~0u);
     b = fx_client(fx, ~0u);
-    mt_data_ok(fx->mux, a, ma->data, 2048);
+    for (guint i = 0; i < 33; i++)
+        mt_data_ok(fx->mux, a, ma->data + i * 2048, 2048);
     g_assert_cmpint(vmc_mux_next_deadline(fx->mux), ==, -1); /* nobody waits */
     vmc_mux_tick(fx->mux, t0 + 5 * G_USEC_PER_SEC);
     mt_data_ok(fx->mux, b, mb->data, mb->len);
@@ -1457,7 +1466,7 @@ test_multi_stall_hold(Fx *fx, gconstpointer data)
     g_assert_cmpint(vmc_mux_next_deadline(fx->mux), ==, t0 + 35 * G_USEC_PER_SEC);
     /* progress by a restarts it */
     vmc_mux_tick(fx->mux, t0 + 20 * G_USEC_PER_SEC);
-    mt_data_ok(fx->mux, a, ma->data + 2048, 2048);
+    mt_data_ok(fx->mux, a, ma->data + 33 * 2048, 2048);
     g_assert_cmpint(vmc_mux_next_deadline(fx->mux), ==, t0 + 50 * G_USEC_PER_SEC);
     vmc_mux_tick(fx->mux, t0 + 49 * G_USEC_PER_SEC);
     g_assert_false(vmc_mux_client_failed(fx->mux, a, NULL));
@@ -1467,9 +1476,10 @@ test_multi_stall_hold(Fx *fx, gconstpointer data)
     g_clear_error(&error);
     g_assert_true(fx_notified(fx, a));
     out = mt_guest_out(fx->mux);
-    mt_append_chunk(want, 1, ma->data, 2048);
-    mt_append_chunk(want, 1, ma->data + 2048, 2048);
-    g_byte_array_append(want, client_disconnected_chunk, sizeof(client_disconnected_chunk));
+    /* its message is completed with zeros, then b's goes */
+    for (guint i = 0; i < 34; i++)
+        mt_append_chunk(want, 1, ma->data + i * 2048, 2048);
+    mt_append_chunk(want, 1, zeros, ma->len - 34 * 2048);
     mt_append_chunk(want, 1, mb->data, mb->len);
     mt_assert_bytes(out, want->data, want->len);
     g_assert_cmpint(vmc_mux_next_deadline(fx->mux), ==, -1);
@@ -1578,7 +1588,8 @@ test_limits_guest_output(Fx *fx, gconstpointer data)
 static void
 test_multi_caps_from_cache(Fx *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) agent_caps = mt_caps(1, 0x38de7);
+    /* spice-vdagentd's answer to a client's request */
+    g_autoptr(GByteArray) agent_caps = mt_caps(0, 0x38de7);
     g_autoptr(GByteArray) client_caps = mt_caps(1, 0x35077);
     g_autoptr(GByteArray) answer = mt_caps(0, 0x38de7);
     g_autoptr(GByteArray) want = mt_chunk(1, client_caps->data, client_caps->len);
