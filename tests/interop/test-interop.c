@@ -19,6 +19,7 @@
 #include <glib/gstdio.h>
 #include <gio/gio.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -288,6 +289,13 @@ static int wait_exit(Fixture *fx, Proc *p)
     return 128 + WTERMSIG(p->status);
 }
 
+/* In the child: die with the test. A failed assertion aborts the driver without
+ * teardown; its peers must not outlive it. */
+static void child_setup(gpointer data)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
 static Proc *proc_start(Fixture *fx, const char *name, gboolean want_stdin,
                         const char *const *env_set, const char *const *argv)
 {
@@ -303,6 +311,7 @@ static Proc *proc_start(Fixture *fx, const char *name, gboolean want_stdin,
                                   (want_stdin ? G_SUBPROCESS_FLAGS_STDIN_PIPE
                                               : G_SUBPROCESS_FLAGS_NONE));
     g_subprocess_launcher_set_stderr_file_path(l, p->err_path);
+    g_subprocess_launcher_set_child_setup(l, child_setup, NULL, NULL);
     for (guint i = 0; env_set != NULL && env_set[i] != NULL; i += 2) {
         if (env_set[i + 1] != NULL) {
             g_subprocess_launcher_setenv(l, env_set[i], env_set[i + 1], TRUE);
