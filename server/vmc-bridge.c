@@ -188,8 +188,9 @@ static int sif_write(SpiceCharDeviceInstance *sin, const uint8_t *buf, int len)
     vec.size = (gsize) len;
     n = vmc_guest_port_writev(b->port, &vec, 1);
     if (n <= 0) {
-        /* Full (or closing: the CLOSED event follows). libspice-server keeps the rest
-         * and waits for spice_server_char_device_wakeup() (NOTIFY_WRITABLE). */
+        /* Full: libspice-server keeps the rest and waits for
+         * spice_server_char_device_wakeup() (NOTIFY_WRITABLE). Closed: detached after
+         * the wakeup that got us here, or on the port's CLOSED event. */
         if (n == 0) {
             vmc_guest_port_want_write(b->port, TRUE);
         } else {
@@ -216,8 +217,8 @@ static int sif_read(SpiceCharDeviceInstance *sin, uint8_t *buf, int len)
         b->rpos = 0;
         b->rlen = 0;
         if (n <= 0) {
-            /* Nothing now: ask for READABLE, which becomes a wakeup. On -1 the CLOSED
-             * event follows from the main loop. */
+            /* Nothing now: ask for READABLE, which becomes a wakeup. Closed: detached
+             * after the wakeup that got us here, or on the port's CLOSED event. */
             if (n == 0) {
                 vmc_guest_port_want_read(b->port, TRUE);
             } else {
@@ -267,14 +268,16 @@ static void bridge_attach(VmcSpiceBridge *b)
         return;
     }
     bridge_reset_io(b);
-    /* add_interface() may already read from the device (a client is connected). */
+    /* add_interface() may already read from the device (a client is connected), and
+     * what it reads may already be a protocol error: record first, keep order. */
     b->state = BRIDGE_ATTACHED;
+    bridge_record(b, VMC_RECORD_AGENT_CONNECTED, vmc_guest_port_describe(b->port));
     if (spice_server_add_interface(b->server, &b->sin.base) != 0) {
         g_debug("bridge: libspice-server refused the vdagent char device");
         b->state = BRIDGE_DETACHED;
+        bridge_record(b, VMC_RECORD_AGENT_DISCONNECTED, "refused by libspice-server");
         return;
     }
-    bridge_record(b, VMC_RECORD_AGENT_CONNECTED, vmc_guest_port_describe(b->port));
     if (b->state == BRIDGE_ATTACHED && b->port_gone) {
         bridge_detach(b, "port closed");
     } else if (b->state == BRIDGE_ATTACHED) {
