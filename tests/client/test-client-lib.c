@@ -489,6 +489,217 @@ test_full_headers(void)
     fake_server_clear(&s);
 }
 
+/* ---- input split anywhere ---- */
+
+/* One line per event: what a consumer can see of it. */
+static char *
+describe_events(VmcClient *c)
+{
+    GString *out = g_string_new(NULL);
+    VmcClientEvent ev;
+
+    while (vmc_client_next_event(c, &ev)) {
+        gsize len = 0;
+        const guint8 *d = ev.body ? g_bytes_get_data(ev.body, &len) : NULL;
+        g_autofree char *sum = d ? g_compute_checksum_for_data(G_CHECKSUM_SHA1, d, len)
+                                 : g_strdup("-");
+        g_string_append_printf(out, "%s code=%u msg=%u serial=%" G_GUINT64_FORMAT
+                               " body=%zu:%s agent=%u/%u/%" G_GUINT64_FORMAT "/%u trunc=%d %s\n",
+                               vmc_client_event_type_name(ev.type), ev.code, ev.msg_type,
+                               ev.serial, (size_t)len, sum, ev.agent.protocol, ev.agent.type,
+                               ev.agent.opaque, ev.agent.size, ev.truncated,
+                               ev.detail ? ev.detail : "");
+        vmc_client_event_clear(&ev);
+    }
+    return g_string_free(out, FALSE);
+}
+
+static void
+append_message(GByteArray *b, FakeServer *s, guint16 type, const guint8 *body, gsize len)
+{
+    guint8 hdr[VMC_MAX_HEADER_SIZE];
+    VmcDataHeader h = {0};
+
+    h.type = type;
+    h.size = (guint32)len;
+    h.serial = ++s->serial;
+    g_byte_array_append(b, hdr, (guint)vmc_data_header_encode(&h, s->mini, hdr));
+    g_byte_array_append(b, body, (guint)len);
+}
+
+/* Everything a server sends from the link reply on: reply, link result, INIT, a PING,
+ * AGENT_DATA carrying three agent messages (cut mid-header and mid-payload), NAME, an
+ * AGENT_TOKEN. */
+static GByteArray *
+server_stream(FakeServer *s)
+{
+    GByteArray *b = fake_link_reply(s, 0);
+    GByteArray *agent = g_byte_array_new();
+    guint8 buf[4096];
+
+    s->serial = 0;
+    memset(buf, 0, 4);
+    g_byte_array_append(b, buf, 4); /* link result OK */
+    VmcMainInit init = {.session_id = 5, .supported_mouse_modes = 1, .current_mouse_mode = 1,
+                        .agent_connected = 1, .agent_tokens = 10};
+    append_message(b, s, SPICE_MSG_MAIN_INIT, buf,
+                   vmc_main_init_encode(&init, buf, sizeof(buf)));
+    VmcPing ping = {1, 42, 0};
+    append_message(b, s, SPICE_MSG_PING, buf, vmc_ping_encode(&ping, buf, sizeof(buf)));
+    for (guint m = 0; m < 3; m++) {
+        guint32 size = m == 1 ? 2500 : 30 + m;
+        VmcAgentHeader h = {1, VD_AGENT_CLIPBOARD, m, size};
+        vmc_agent_header_encode(&h, buf);
+        g_byte_array_append(agent, buf, 20);
+        for (guint32 i = 0; i < size; i++)
+            buf[i] = (guint8)(i * 7 + m);
+        g_byte_array_append(agent, buf, size);
+    }
+    gsize cuts[] = {0, 10, 45, 2048, agent->len};
+    for (guint i = 0; i + 1 < G_N_ELEMENTS(cuts); i++)
+        append_message(b, s, SPICE_MSG_MAIN_AGENT_DATA, agent->data + cuts[i],
+                       cuts[i + 1] - cuts[i]);
+    append_message(b, s, SPICE_MSG_MAIN_NAME, buf,
+                   vmc_main_name_encode("split-test", buf, sizeof(buf)));
+    vmc_put_u32le(buf, 3);
+    append_message(b, s, SPICE_MSG_MAIN_AGENT_TOKEN, buf, 4);
+    g_byte_array_unref(agent);
+    return b;
+}
+
+/* Feeds `stream` in pieces ending at `cuts` (ascending, the last one stream->len). */
+static char *
+feed_pieces(FakeServer *s, const VmcClientConfig *cfg, const GByteArray *stream,
+            const gsize *cuts, guint ncuts)
+{
+    g_autoptr(VmcClient) c = vmc_client_new(cfg);
+    gsize off = 0;
+
+    for (guint i = 0; i < ncuts; i++) {
+        g_assert_cmpuint(cuts[i], <=, stream->len);
+        g_assert_true(vmc_client_feed(c, stream->data + off, cuts[i] - off));
+        off = cuts[i];
+    }
+    g_assert_cmpint(vmc_client_get_state(c), ==, VMC_CLIENT_STATE_CONNECTED);
+    g_assert_cmpstr(vmc_client_get_name(c), ==, "split-test");
+    g_assert_cmpuint(vmc_client_get_server_tokens(c), ==, 13);
+    return describe_events(c);
+}
+
+static void
+test_feed_splits(void)
+{
+    FakeServer s;
+    VmcClientConfig cfg;
+
+    static const guint8 ticket[VMC_TICKET_CIPHER_BYTES] = {1}; /* no RSA work per client */
+
+    fake_server_init(&s);
+    vmc_client_config_init(&cfg);
+    cfg.ticket = ticket;
+    g_autoptr(GByteArray) stream = server_stream(&s);
+    gsize all = stream->len;
+    g_autofree char *whole = feed_pieces(&s, &cfg, stream, &all, 1);
+
+    /* 3 agent messages; the MESSAGE events include the 4 AGENT_DATA */
+    g_assert_nonnull(strstr(whole, "agent=1/4/2/32"));
+    {
+        g_auto(GStrv) lines = g_strsplit(whole, "\n", -1);
+        g_autofree char *data_tag = g_strdup_printf(" msg=%u ", SPICE_MSG_MAIN_AGENT_DATA);
+        guint agent = 0, data = 0;
+        for (guint i = 0; lines[i]; i++) {
+            agent += g_str_has_prefix(lines[i], "agent-message ");
+            data += g_str_has_prefix(lines[i], "message ") && strstr(lines[i], data_tag);
+        }
+        g_assert_cmpuint(agent, ==, 3);
+        g_assert_cmpuint(data, ==, 4);
+    }
+
+    /* two pieces, cut at every offset */
+    for (gsize cut = 1; cut < all; cut++) {
+        gsize cuts[2] = {cut, all};
+        g_autofree char *got = feed_pieces(&s, &cfg, stream, cuts, 2);
+        g_assert_cmpstr(got, ==, whole);
+    }
+    /* byte by byte */
+    {
+        g_autofree gsize *cuts = g_new(gsize, all);
+        for (gsize i = 0; i < all; i++)
+            cuts[i] = i + 1;
+        g_autofree char *got = feed_pieces(&s, &cfg, stream, cuts, (guint)all);
+        g_assert_cmpstr(got, ==, whole);
+    }
+    /* random pieces */
+    for (guint round = 0; round < 50; round++) {
+        g_autoptr(GArray) cuts = g_array_new(FALSE, FALSE, sizeof(gsize));
+        gsize at = 0;
+        while (at < all) {
+            gsize step = (gsize)g_test_rand_int_range(1, 3000);
+            at = MIN(all, at + step);
+            g_array_append_val(cuts, at);
+        }
+        g_autofree char *got = feed_pieces(&s, &cfg, stream, (gsize *)cuts->data, cuts->len);
+        g_assert_cmpstr(got, ==, whole);
+    }
+    fake_server_clear(&s);
+}
+
+/* agent_data_messages FALSE: the same agent messages, no MESSAGE event per AGENT_DATA. */
+static void
+test_no_agent_data_messages(void)
+{
+    FakeServer s;
+    VmcClientConfig cfg;
+
+    fake_server_init(&s);
+    vmc_client_config_init(&cfg);
+    g_autoptr(GByteArray) stream = server_stream(&s);
+    gsize all = stream->len;
+    g_autofree char *with = feed_pieces(&s, &cfg, stream, &all, 1);
+    cfg.agent_data_messages = FALSE;
+    gsize cuts[3] = {all / 3, 2 * all / 3, all};
+    g_autofree char *without = feed_pieces(&s, &cfg, stream, cuts, 3);
+
+    GString *expect = g_string_new(NULL);
+    g_auto(GStrv) lines = g_strsplit(with, "\n", -1);
+    g_autofree char *data_tag = g_strdup_printf(" msg=%u ", SPICE_MSG_MAIN_AGENT_DATA);
+    for (guint i = 0; lines[i] && lines[i][0]; i++) {
+        if (g_str_has_prefix(lines[i], "message ") && strstr(lines[i], data_tag))
+            continue;
+        g_string_append_printf(expect, "%s\n", lines[i]);
+    }
+    g_autofree char *want = g_string_free(expect, FALSE);
+    g_assert_cmpstr(without, ==, want);
+    g_assert_nonnull(strstr(without, "agent-message "));
+    fake_server_clear(&s);
+}
+
+/* A message over max_message fails the client, even when its header is cut. */
+static void
+test_message_too_large(void)
+{
+    FakeServer s;
+    VmcClientConfig cfg;
+    guint8 hdr[VMC_MAX_HEADER_SIZE];
+    VmcDataHeader h = {.type = SPICE_MSG_MAIN_NAME, .size = 5000};
+
+    fake_server_init(&s);
+    vmc_client_config_init(&cfg);
+    cfg.max_message = 4096;
+    for (guint split = 0; split <= 6; split++) {
+        g_autoptr(VmcClient) c = connect_client(&s, &cfg, 10);
+        count_events(c, VMC_CLIENT_EV_MESSAGE, NULL);
+        gsize n = vmc_data_header_encode(&h, TRUE, hdr);
+        gboolean ok = vmc_client_feed(c, hdr, split);
+        ok = vmc_client_feed(c, hdr + split, n - split) && ok;
+        g_assert_false(ok);
+        g_assert_cmpint(vmc_client_get_state(c), ==, VMC_CLIENT_STATE_FAILED);
+        g_assert_nonnull(strstr(vmc_client_get_last_error(c), "limit 4096"));
+        g_assert_false(vmc_client_feed(c, hdr, n));
+    }
+    fake_server_clear(&s);
+}
+
 /* ---- agent peer ---- */
 
 static guint
@@ -568,6 +779,47 @@ test_agent_peer(void)
     g_assert_nonnull(strstr(((VmcAgentPeerEvent *)v->pdata[2])->detail, "port 3"));
 }
 
+/* Outgoing chunking at any size, the agent header cut or not. */
+static void
+test_agent_peer_chunking(void)
+{
+    static const gsize sizes[] = {1, 7, 19, 20, 21, 64, 2048, 0};
+    guint8 payload[300];
+
+    for (guint i = 0; i < sizeof(payload); i++)
+        payload[i] = (guint8)(i * 13 + 1);
+    for (guint k = 0; k < G_N_ELEMENTS(sizes); k++) {
+        g_autoptr(VmcAgentPeer) tx = vmc_agent_peer_new();
+        g_autoptr(VmcAgentPeer) rx = vmc_agent_peer_new();
+        guint8 want[20 + sizeof(payload)];
+        VmcAgentHeader h = {1, VD_AGENT_CLIPBOARD, 77, sizeof(payload)};
+        gsize len, off = 0, got = 0, max = sizes[k] ? sizes[k] : sizeof(want);
+
+        vmc_agent_header_encode(&h, want);
+        memcpy(want + 20, payload, sizeof(payload));
+        vmc_agent_peer_set_max_chunk(tx, sizes[k]);
+        vmc_agent_peer_send(tx, VMC_PORT_CLIENT, VD_AGENT_CLIPBOARD, 77, payload,
+                            sizeof(payload));
+        const guint8 *out = vmc_agent_peer_output(tx, &len);
+        while (off < len) {
+            g_assert_cmpuint(len - off, >=, 8);
+            g_assert_cmpuint(vmc_get_u32le(out + off), ==, VMC_PORT_CLIENT);
+            gsize n = vmc_get_u32le(out + off + 4);
+            g_assert_cmpuint(n, ==, MIN(max, sizeof(want) - got));
+            g_assert_cmpmem(out + off + 8, n, want + got, n);
+            off += 8 + n;
+            got += n;
+        }
+        g_assert_cmpuint(got, ==, sizeof(want));
+        vmc_agent_peer_feed(rx, out, len);
+        g_autoptr(GPtrArray) msgs = g_ptr_array_new_with_free_func(peer_event_free);
+        g_assert_cmpuint(peer_events(rx, VMC_AGENT_PEER_EV_MESSAGE, msgs), ==, 1);
+        VmcAgentPeerEvent *e = msgs->pdata[0];
+        g_assert_cmpmem(g_bytes_get_data(e->body, NULL), g_bytes_get_size(e->body), payload,
+                        sizeof(payload));
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -578,6 +830,10 @@ main(int argc, char **argv)
     g_test_add_func("/client/lib/tokens-and-chunking", test_tokens_and_chunking);
     g_test_add_func("/client/lib/reassembly", test_reassembly);
     g_test_add_func("/client/lib/full-headers", test_full_headers);
+    g_test_add_func("/client/lib/feed-splits", test_feed_splits);
+    g_test_add_func("/client/lib/no-agent-data-messages", test_no_agent_data_messages);
+    g_test_add_func("/client/lib/message-too-large", test_message_too_large);
     g_test_add_func("/client/lib/agent-peer", test_agent_peer);
+    g_test_add_func("/client/lib/agent-peer-chunking", test_agent_peer_chunking);
     return g_test_run();
 }

@@ -249,7 +249,9 @@ vmc_agent_peer_output_consume(VmcAgentPeer *p, gsize n)
     if (p->out_off == p->out->len) {
         g_byte_array_set_size(p->out, 0);
         p->out_off = 0;
-    } else if (p->out_off > 65536 && p->out_off > p->out->len / 2) {
+    } else if (p->out_off > 65536 && p->out->len - p->out_off <= p->out_off / 4) {
+        /* compact only when little is left to move (a queue kept full by its
+         * producer would otherwise be moved once per byte sent) */
         g_byte_array_remove_range(p->out, 0, (guint)p->out_off);
         p->out_off = 0;
     }
@@ -284,19 +286,27 @@ vmc_agent_peer_send_full(VmcAgentPeer *p, guint32 port, guint32 protocol, guint3
                          gsize max_chunk)
 {
     VmcAgentHeader h = {protocol, type, opaque, size};
-    g_autoptr(GByteArray) msg = g_byte_array_sized_new((guint)(VMC_AGENT_HEADER_SIZE + len));
     guint8 hdr[VMC_AGENT_HEADER_SIZE];
+    gsize total = VMC_AGENT_HEADER_SIZE + len;
 
+    g_return_if_fail(len <= G_MAXUINT32 - VMC_AGENT_HEADER_SIZE);
     vmc_agent_header_encode(&h, hdr);
-    g_byte_array_append(msg, hdr, sizeof(hdr));
-    if (len > 0)
-        g_byte_array_append(msg, payload, (guint)len);
-    if (max_chunk == 0) {
-        vmc_agent_peer_send_chunk(p, port, msg->data, msg->len);
-        return;
+    if (max_chunk == 0)
+        max_chunk = total;
+    /* chunks over header + payload, written straight into the output */
+    for (gsize off = 0; off < total; off += max_chunk) {
+        gsize n = MIN(max_chunk, total - off);
+        guint8 ch[VMC_CHUNK_HEADER_SIZE];
+        gsize from_hdr = off < VMC_AGENT_HEADER_SIZE ? MIN(n, VMC_AGENT_HEADER_SIZE - off) : 0;
+
+        vmc_chunk_header_encode(port, (guint32)n, ch);
+        vmc_agent_peer_send_raw(p, ch, sizeof(ch));
+        if (from_hdr > 0)
+            vmc_agent_peer_send_raw(p, hdr + off, from_hdr);
+        if (n > from_hdr)
+            vmc_agent_peer_send_raw(p, payload + (off + from_hdr - VMC_AGENT_HEADER_SIZE),
+                                    n - from_hdr);
     }
-    for (gsize off = 0; off < msg->len; off += max_chunk)
-        vmc_agent_peer_send_chunk(p, port, msg->data + off, MIN(max_chunk, msg->len - off));
 }
 
 void

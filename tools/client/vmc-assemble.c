@@ -1,6 +1,11 @@
 /* vmc-assemble.c — whole agent messages from a stream (see vmc-assemble.h). */
 #include "tools/client/vmc-assemble.h"
 
+/* Room reserved when a header announces its payload size: the announced size, but never
+ * more than this (peer-announced sizes are not trusted with memory; a larger payload
+ * grows the buffer as it arrives). */
+#define RESERVE_MAX (1024u * 1024u)
+
 void
 vmc_assembler_init(VmcAssembler *a, gsize max)
 {
@@ -32,6 +37,19 @@ vmc_assembler_at_boundary(const VmcAssembler *a)
     return vmc_agent_tracker_at_boundary(&a->tracker);
 }
 
+/* The header of a new message is complete: make room for its payload in one step. */
+static void
+reserve(VmcAssembler *a)
+{
+    gsize want = MIN(MIN((gsize)a->tracker.header.size, a->max), (gsize)RESERVE_MAX);
+
+    if (want == 0)
+        return;
+    /* set_size grows the allocation; back to 0 keeps it */
+    g_byte_array_set_size(a->payload, (guint)want);
+    g_byte_array_set_size(a->payload, 0);
+}
+
 VmcDecodeResult
 vmc_assembler_advance(VmcAssembler *a, const guint8 *buf, gsize len, gsize *span, guint *flags)
 {
@@ -45,6 +63,8 @@ vmc_assembler_advance(VmcAssembler *a, const guint8 *buf, gsize len, gsize *span
         g_byte_array_set_size(a->payload, 0);
         a->truncated = FALSE;
     }
+    if (*flags & VMC_AGENT_SPAN_HEADER_DONE)
+        reserve(a);
     gsize hdr_bytes = 0;
     if (hdr_before < VMC_AGENT_HEADER_SIZE)
         hdr_bytes = MIN((gsize)(VMC_AGENT_HEADER_SIZE - hdr_before), *span);
@@ -60,14 +80,27 @@ vmc_assembler_advance(VmcAssembler *a, const guint8 *buf, gsize len, gsize *span
     return VMC_DECODE_OK;
 }
 
+/**
+ * vmc_assembler_take:
+ * @header: (out): the completed message's header
+ * @truncated: (out) (optional): whether payload beyond the bound was dropped
+ *
+ * Returns: (transfer full): the payload; the assembler starts a fresh buffer
+ */
 GBytes *
 vmc_assembler_take(VmcAssembler *a, VmcAgentHeader *header, gboolean *truncated)
 {
+    GBytes *b;
+
     *header = a->tracker.header;
     if (truncated)
         *truncated = a->truncated;
-    GBytes *b = g_bytes_new(a->payload->data, a->payload->len);
-    g_byte_array_set_size(a->payload, 0);
+    if (a->payload->len == 0) {
+        b = g_bytes_new(NULL, 0);
+    } else {
+        b = g_byte_array_free_to_bytes(a->payload);
+        a->payload = g_byte_array_new();
+    }
     a->truncated = FALSE;
     return b;
 }

@@ -1,6 +1,10 @@
 /* vmc-assemble.h — rebuilds whole agent messages from a byte stream of back-to-back
  * VDAgentMessages (AGENT_DATA bodies, or the payloads of one VDI port), on top of
- * protocol/'s VmcAgentTracker. Payload kept per message is bounded. */
+ * protocol/'s VmcAgentTracker. Payload kept per message is bounded.
+ *
+ * Each payload byte is copied once, from the caller's buffer (borrowed for the call,
+ * e.g. a span of a socket read) into the message's own buffer, which take() hands
+ * over without a further copy. */
 #pragma once
 
 #include <glib.h>
@@ -26,7 +30,8 @@ gboolean vmc_assembler_at_boundary(const VmcAssembler *a);
  * vmc_assembler_take() before the next call. */
 VmcDecodeResult vmc_assembler_advance(VmcAssembler *a, const guint8 *buf, gsize len, gsize *span,
                                       guint *flags);
-/* (transfer full) the completed message's payload; *header its header. */
+/* (transfer full) the completed message's payload (the assembler's buffer itself, not
+ * a copy); *header its header. */
 GBytes *vmc_assembler_take(VmcAssembler *a, VmcAgentHeader *header, gboolean *truncated);
 
 G_END_DECLS

@@ -75,6 +75,7 @@ vmc_client_config_init(VmcClientConfig *cfg)
     cfg->respect_tokens = TRUE;
     cfg->max_agent_message = 64u * 1024u * 1024u;
     cfg->max_message = 16u * 1024u * 1024u;
+    cfg->agent_data_messages = TRUE;
 }
 
 static const char *const event_names[] = {
@@ -230,7 +231,9 @@ vmc_client_output_consume(VmcClient *c, gsize n)
     if (c->out_off == c->out->len) {
         g_byte_array_set_size(c->out, 0);
         c->out_off = 0;
-    } else if (c->out_off > 65536 && c->out_off > c->out->len / 2) {
+    } else if (c->out_off > 65536 && c->out->len - c->out_off <= c->out_off / 4) {
+        /* compact only when little is left to move (a queue kept full by its
+         * producer would otherwise be moved once per byte sent) */
         g_byte_array_remove_range(c->out, 0, (guint)c->out_off);
         c->out_off = 0;
     }
@@ -420,22 +423,36 @@ vmc_client_send_agent_token(VmcClient *c, guint32 n)
         c->grant_left = n > G_MAXUINT32 - 1 - c->grant_left ? G_MAXUINT32 - 1 : c->grant_left + n;
 }
 
+/* Whether one more AGENT_DATA may go out now. The server drops AGENT_DATA before
+ * AGENT_START (and returns no token). */
+static gboolean
+agent_may_send(VmcClient *c)
+{
+    if (c->state != VMC_CLIENT_STATE_CONNECTED)
+        return FALSE;
+    return !c->cfg.respect_tokens || (c->server_tokens > 0 && c->agent_started);
+}
+
+/* One AGENT_DATA made of up to two parts, framed straight into the output. */
+static void
+send_agent_data(VmcClient *c, const guint8 *a, gsize alen, const guint8 *b, gsize blen)
+{
+    send_header(c, SPICE_MSGC_MAIN_AGENT_DATA, (guint32)(alen + blen));
+    out_append(c, a, alen);
+    out_append(c, b, blen);
+    if (c->server_tokens > 0)
+        c->server_tokens--;
+}
+
 static void
 flush_agent_queue(VmcClient *c)
 {
-    if (c->state != VMC_CLIENT_STATE_CONNECTED)
-        return;
-    while (!g_queue_is_empty(&c->agent_queue)) {
-        /* The server drops AGENT_DATA before AGENT_START (and returns no token). */
-        if (c->cfg.respect_tokens && (c->server_tokens == 0 || !c->agent_started))
-            break;
+    while (!g_queue_is_empty(&c->agent_queue) && agent_may_send(c)) {
         GBytes *body = g_queue_pop_head(&c->agent_queue);
         gboolean starts = GPOINTER_TO_INT(g_queue_pop_head(&c->agent_queue_starts));
         gsize len;
         const guint8 *p = g_bytes_get_data(body, &len);
-        vmc_client_send_message(c, SPICE_MSGC_MAIN_AGENT_DATA, p, len);
-        if (c->server_tokens > 0)
-            c->server_tokens--;
+        send_agent_data(c, p, len, NULL, 0);
         c->agent_queue_bytes -= len;
         if (starts)
             c->agent_queue_msgs--;
@@ -443,12 +460,29 @@ flush_agent_queue(VmcClient *c)
     }
 }
 
+/* One AGENT_DATA body (two parts): sent now when nothing waits before it and the
+ * tokens allow, else queued. */
 static void
-queue_body(VmcClient *c, const guint8 *data, gsize len, gboolean starts)
+emit_body(VmcClient *c, const guint8 *a, gsize alen, const guint8 *b, gsize blen,
+          gboolean starts)
 {
-    g_queue_push_tail(&c->agent_queue, g_bytes_new(data, len));
+    GBytes *body;
+
+    if (g_queue_is_empty(&c->agent_queue) && agent_may_send(c)) {
+        send_agent_data(c, a, alen, b, blen);
+        return;
+    }
+    if (blen == 0) {
+        body = g_bytes_new(a, alen);
+    } else {
+        guint8 *joined = g_malloc(alen + blen);
+        memcpy(joined, a, alen);
+        memcpy(joined + alen, b, blen);
+        body = g_bytes_new_take(joined, alen + blen);
+    }
+    g_queue_push_tail(&c->agent_queue, body);
     g_queue_push_tail(&c->agent_queue_starts, GINT_TO_POINTER(starts));
-    c->agent_queue_bytes += len;
+    c->agent_queue_bytes += alen + blen;
     if (starts)
         c->agent_queue_msgs++;
 }
@@ -458,21 +492,18 @@ vmc_client_send_agent_message_full(VmcClient *c, guint32 protocol, guint32 type,
                                    guint32 size, const guint8 *payload, gsize len,
                                    gsize max_piece)
 {
-    guint8 first[VMC_AGENT_MAX_DATA_SIZE];
+    guint8 hdr[VMC_AGENT_HEADER_SIZE];
     VmcAgentHeader h = {protocol, type, opaque, size};
 
     if (max_piece == 0 || max_piece > VMC_AGENT_MAX_DATA_SIZE)
         max_piece = VMC_AGENT_MAX_DATA_SIZE;
     if (max_piece < VMC_AGENT_HEADER_SIZE)
         max_piece = VMC_AGENT_HEADER_SIZE;
-    vmc_agent_header_encode(&h, first);
+    vmc_agent_header_encode(&h, hdr);
     gsize n = MIN(len, max_piece - VMC_AGENT_HEADER_SIZE);
-    if (n > 0)
-        memcpy(first + VMC_AGENT_HEADER_SIZE, payload, n);
-    queue_body(c, first, VMC_AGENT_HEADER_SIZE + n, TRUE);
+    emit_body(c, hdr, sizeof(hdr), payload, n, TRUE);
     for (gsize off = n; off < len; off += max_piece)
-        queue_body(c, payload + off, MIN(max_piece, len - off), FALSE);
-    flush_agent_queue(c);
+        emit_body(c, payload + off, MIN(max_piece, len - off), NULL, 0, FALSE);
 }
 
 void
@@ -487,8 +518,8 @@ vmc_client_send_agent_message(VmcClient *c, guint32 type, guint64 opaque, const 
 void
 vmc_client_send_agent_data(VmcClient *c, const guint8 *body, gsize len)
 {
-    queue_body(c, body, len, FALSE);
-    flush_agent_queue(c);
+    g_return_if_fail(len <= G_MAXUINT32);
+    emit_body(c, body, len, NULL, 0, FALSE);
 }
 
 void
@@ -716,12 +747,14 @@ handle_agent_data(VmcClient *c, const guint8 *body, gsize len)
 static void
 handle_message(VmcClient *c, guint16 type, guint64 serial, const guint8 *body, gsize len)
 {
-    VmcClientEvent *ev = push_event(c, VMC_CLIENT_EV_MESSAGE);
     guint32 v;
 
-    ev->msg_type = type;
-    ev->serial = serial;
-    ev->body = g_bytes_new(body, len);
+    if (type != SPICE_MSG_MAIN_AGENT_DATA || c->cfg.agent_data_messages) {
+        VmcClientEvent *ev = push_event(c, VMC_CLIENT_EV_MESSAGE);
+        ev->msg_type = type;
+        ev->serial = serial;
+        ev->body = g_bytes_new(body, len);
+    }
 
     switch (type) {
     case SPICE_MSG_MAIN_INIT:
@@ -792,15 +825,14 @@ handle_message(VmcClient *c, guint16 type, guint64 serial, const guint8 *body, g
     }
 }
 
-gboolean
-vmc_client_feed(VmcClient *c, const guint8 *buf, gsize len)
+/* Link reply and link result, from c->in (small and rare: buffered). Stops when more
+ * bytes are needed, at CONNECTED (the rest of c->in is data-phase bytes) or FAILED. */
+static void
+parse_handshake(VmcClient *c)
 {
-    if (c->state == VMC_CLIENT_STATE_FAILED)
-        return FALSE;
-    g_byte_array_append(c->in, buf, (guint)len);
-
     gsize off = 0;
-    while (c->state != VMC_CLIENT_STATE_FAILED) {
+
+    while (c->state == VMC_CLIENT_STATE_LINKING || c->state == VMC_CLIENT_STATE_AUTH) {
         const guint8 *p = c->in->data + off;
         gsize left = c->in->len - off;
 
@@ -816,53 +848,149 @@ vmc_client_feed(VmcClient *c, const guint8 *buf, gsize len)
             off += used;
             continue;
         }
-        if (c->state == VMC_CLIENT_STATE_AUTH) {
-            guint32 result;
-            if (left < 4)
-                break;
-            if (vmc_get_u32le(p) == VMC_LINK_MAGIC) {
-                /* a second link reply (the reference's answer to a bad mechanism) */
-                c->second_reply = TRUE;
-                c->state = VMC_CLIENT_STATE_LINKING;
-                continue;
-            }
-            vmc_link_u32_decode(p, left, &result, NULL);
-            off += 4;
-            if (result != SPICE_LINK_ERR_OK) {
-                VmcClientEvent *ev = push_event(c, VMC_CLIENT_EV_LINK_FAILED);
-                ev->code = result;
-                ev->detail = g_strdup_printf("link result %u (%s)", result,
-                                             vmc_link_error_name(result));
-                set_last_error(c, ev->detail);
-                c->state = VMC_CLIENT_STATE_FAILED;
-                break;
-            }
-            c->state = VMC_CLIENT_STATE_CONNECTED;
-            push_event(c, VMC_CLIENT_EV_LINKED);
-            flush_agent_queue(c);
+        /* AUTH */
+        guint32 result;
+        if (left < 4)
+            break;
+        if (vmc_get_u32le(p) == VMC_LINK_MAGIC) {
+            /* a second link reply (the reference's answer to a bad mechanism) */
+            c->second_reply = TRUE;
+            c->state = VMC_CLIENT_STATE_LINKING;
             continue;
         }
-        /* CONNECTED */
-        VmcDataHeader h;
-        gsize hlen;
-        if (vmc_data_header_decode(p, left, c->mini, &h, &hlen) != VMC_DECODE_OK)
-            break;
-        if (h.size > c->cfg.max_message) {
-            fail(c, "server message type %u announces %u bytes (limit %" G_GSIZE_FORMAT ")",
-                 h.type, h.size, c->cfg.max_message);
+        vmc_link_u32_decode(p, left, &result, NULL);
+        off += 4;
+        if (result != SPICE_LINK_ERR_OK) {
+            VmcClientEvent *ev = push_event(c, VMC_CLIENT_EV_LINK_FAILED);
+            ev->code = result;
+            ev->detail = g_strdup_printf("link result %u (%s)", result,
+                                         vmc_link_error_name(result));
+            set_last_error(c, ev->detail);
+            c->state = VMC_CLIENT_STATE_FAILED;
             break;
         }
-        if (left - hlen < h.size)
-            break;
-        off += hlen + h.size;
-        handle_message(c, h.type, h.serial, p + hlen, h.size);
+        c->state = VMC_CLIENT_STATE_CONNECTED;
+        push_event(c, VMC_CLIENT_EV_LINKED);
+        flush_agent_queue(c);
     }
+    if (off > 0 && c->state != VMC_CLIENT_STATE_FAILED)
+        g_byte_array_remove_range(c->in, 0, (guint)off);
+}
+
+/* The data header at the start of `p`, judged: OK, NEED_MORE, or an error (FAILED). */
+static VmcDecodeResult
+data_header(VmcClient *c, const guint8 *p, gsize left, VmcDataHeader *h, gsize *hlen)
+{
+    VmcDecodeResult r = vmc_data_header_decode(p, left, c->mini, h, hlen);
+
+    if (r != VMC_DECODE_OK)
+        return r; /* NEED_MORE: a prefix decoder accepts any type and size */
+    if (h->size > c->cfg.max_message) {
+        fail(c, "server message type %u announces %u bytes (limit %" G_GSIZE_FORMAT ")",
+             h->type, h->size, c->cfg.max_message);
+        return VMC_DECODE_ERR_TOO_LARGE;
+    }
+    return VMC_DECODE_OK;
+}
+
+/* Data phase: handles the whole messages at the start of `buf` where they lie; returns
+ * the bytes used (a cut message at the end is left). */
+static gsize
+parse_in_place(VmcClient *c, const guint8 *buf, gsize len)
+{
+    gsize off = 0;
+
+    while (c->state == VMC_CLIENT_STATE_CONNECTED) {
+        VmcDataHeader h;
+        gsize hlen;
+
+        if (data_header(c, buf + off, len - off, &h, &hlen) != VMC_DECODE_OK)
+            break;
+        if (len - off - hlen < h.size)
+            break;
+        handle_message(c, h.type, h.serial, buf + off + hlen, h.size);
+        off += hlen + h.size;
+    }
+    return off;
+}
+
+/* Data phase with a cut message in c->in: takes from `buf` only the bytes that complete
+ * it, then handles it. Returns the bytes used. */
+static gsize
+complete_pending(VmcClient *c, const guint8 *buf, gsize len)
+{
+    gsize hsize = vmc_data_header_size(c->mini);
+    gsize used = 0;
+    VmcDataHeader h;
+    gsize hlen;
+
+    if (c->in->len < hsize) {
+        used = MIN(hsize - c->in->len, len);
+        g_byte_array_append(c->in, buf, (guint)used);
+        if (c->in->len < hsize)
+            return used;
+    }
+    if (data_header(c, c->in->data, c->in->len, &h, &hlen) != VMC_DECODE_OK)
+        return len; /* FAILED: the rest is ignored */
+    gsize total = hlen + h.size;
+    gsize n = MIN(total - c->in->len, len - used);
+    g_byte_array_append(c->in, buf + used, (guint)n);
+    used += n;
+    if (c->in->len == total) {
+        handle_message(c, h.type, h.serial, c->in->data + hlen, h.size);
+        g_byte_array_set_size(c->in, 0);
+    }
+    return used;
+}
+
+/**
+ * vmc_client_feed:
+ * @buf: (array length=len) (transfer none): bytes received from the server
+ *
+ * Returns: %FALSE once the client is FAILED
+ */
+gboolean
+vmc_client_feed(VmcClient *c, const guint8 *buf, gsize len)
+{
+    GByteArray *rest = NULL; /* data-phase bytes that came with the link result */
+
+    if (c->state == VMC_CLIENT_STATE_FAILED)
+        return FALSE;
+    while (len > 0 && c->state != VMC_CLIENT_STATE_FAILED) {
+        gsize used;
+
+        if (c->state != VMC_CLIENT_STATE_CONNECTED) {
+            g_byte_array_append(c->in, buf, (guint)len);
+            len = 0;
+            parse_handshake(c);
+            if (c->state == VMC_CLIENT_STATE_CONNECTED && c->in->len > 0) {
+                /* parse them like any data-phase input */
+                rest = c->in;
+                c->in = g_byte_array_new();
+                buf = rest->data;
+                len = rest->len;
+            }
+            continue;
+        }
+        if (c->in->len > 0)
+            used = complete_pending(c, buf, len);
+        else
+            used = parse_in_place(c, buf, len);
+        buf += used;
+        len -= used;
+        if (len > 0 && c->in->len == 0 && c->state == VMC_CLIENT_STATE_CONNECTED &&
+            used == 0) {
+            /* a cut message: keep it for the next call */
+            g_byte_array_append(c->in, buf, (guint)len);
+            len = 0;
+        }
+    }
+    if (rest)
+        g_byte_array_unref(rest);
     if (c->state == VMC_CLIENT_STATE_FAILED) {
         g_byte_array_set_size(c->in, 0);
         return FALSE;
     }
-    if (off > 0)
-        g_byte_array_remove_range(c->in, 0, (guint)off);
     return TRUE;
 }
 

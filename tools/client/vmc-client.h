@@ -46,6 +46,9 @@ typedef struct {
     gboolean respect_tokens;    /* FALSE: send AGENT_DATA even without server tokens */
     gsize max_agent_message;    /* reassembly bound for one incoming agent message (64 MiB) */
     gsize max_message;          /* bound for one incoming main-channel message (16 MiB) */
+    gboolean agent_data_messages; /* TRUE: a MESSAGE event for every AGENT_DATA too (with a
+                                   * copy of its body); FALSE: AGENT_DATA bodies only feed
+                                   * the reassembler, without a copy (bulk receivers) */
 } VmcClientConfig;
 
 void vmc_client_config_init(VmcClientConfig *cfg);
@@ -61,7 +64,8 @@ typedef enum {
     VMC_CLIENT_EV_LINK_REPLY,         /* link reply with error 0 (vmc_client_get_link_reply) */
     VMC_CLIENT_EV_LINK_FAILED,        /* code: reply error, or link result != 0 */
     VMC_CLIENT_EV_LINKED,             /* link result 0: data phase begins */
-    VMC_CLIENT_EV_MESSAGE,            /* every main-channel message: msg_type, serial, body */
+    VMC_CLIENT_EV_MESSAGE,            /* every main-channel message: msg_type, serial, body
+                                       * (AGENT_DATA only with cfg.agent_data_messages) */
     VMC_CLIENT_EV_AGENT_CONNECTED,    /* INIT.agent_connected, AGENT_CONNECTED(_TOKENS) */
     VMC_CLIENT_EV_AGENT_DISCONNECTED, /* code: AGENT_DISCONNECTED.error_code */
     VMC_CLIENT_EV_AGENT_MESSAGE,      /* one whole agent message: agent header, body = payload */
@@ -96,7 +100,9 @@ typedef void (*VmcClientNotifyFunc)(gpointer user_data);
 void vmc_client_set_output_notify(VmcClient *c, VmcClientNotifyFunc func, gpointer user_data);
 
 /* Consumes all bytes received from the server; events are queued. FALSE once the
- * client is FAILED (the remaining bytes are ignored). */
+ * client is FAILED (the remaining bytes are ignored). Whole messages are parsed where
+ * they lie in `buf` (borrowed for the call); only a message cut by the end of `buf` is
+ * kept, and completed from the next call's bytes. */
 gboolean vmc_client_feed(VmcClient *c, const guint8 *buf, gsize len);
 /* The server closed the connection. */
 void vmc_client_feed_eof(VmcClient *c);
