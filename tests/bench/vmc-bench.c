@@ -993,6 +993,7 @@ client_open(Backend *b, int fd)
     cfg.auto_agent_start = TRUE;
     cfg.auto_pong = TRUE;
     cfg.max_agent_message = 1024 * 1024;
+    cfg.agent_data_messages = FALSE; /* only whole agent messages: no copy per AGENT_DATA */
     b->client = vmc_client_new(&cfg);
     pump_add(&b->client_pump, fd, b, client_read, client_peek, client_consume);
     b->client_open = TRUE;
