@@ -1335,18 +1335,6 @@ case_chunks_byte_by_byte(Fx *fx)
     }
     VmcClientEvent ev;
     gboolean got = vmc_test_client_wait_agent_msg(tc, 105, &ev, T);
-    if (!got && !fx->native) {
-        /* Known defect of the spice-server backend's bridge (server/vmc-bridge.c), not
-         * of libspice-server: after a READABLE wakeup it re-arms read interest only when
-         * libspice-server's read() returns 0, but libspice-server ends its pass after a
-         * partial header read without reading again, so the rest of the chunk is never
-         * picked up. QEMU keeps read interest armed. */
-        g_test_incomplete("spice-server backend stalls on a chunk header split across "
-                          "reads (bridge read-interest defect)");
-        vmc_test_client_free(tc);
-        vmc_test_agent_free(ta);
-        return;
-    }
     CHECK(fx, got);
     CHECK(fx, g_bytes_get_size(ev.body) == 30 &&
                   memcmp(g_bytes_get_data(ev.body, NULL), msg + 28, 30) == 0);
