@@ -95,6 +95,7 @@ struct _VmcServer {
 
 static void service(VmcServer *srv);
 static void conn_close(Conn *c, const char *reason);
+static void conn_check(Conn *c);
 static void kick_key_warm(VmcServer *srv);
 
 /* ------------------------------------------------------------------------------------
@@ -392,8 +393,9 @@ vmc_server_fill_key_pool(VmcServer *server, GError **error)
 }
 
 /* ------------------------------------------------------------------------------------
- * ticket keys: made by the pool's worker thread, warmed here (the thread that
- * decrypts tickets) at low priority, so a link finds a ready, warm key
+ * ticket keys: made by the pool's worker threads, warmed here (the thread that
+ * decrypts tickets) at low priority, so a link finds a ready, warm key; a link that
+ * finds none waits for the workers (on_keys_ready), never for a key made here
  * ------------------------------------------------------------------------------------ */
 
 static gboolean
@@ -407,6 +409,25 @@ on_key_warm(gpointer user_data)
     g_source_unref(srv->key_warm);
     srv->key_warm = NULL;
     return G_SOURCE_REMOVE;
+}
+
+/* The pool's workers made keys while links waited: those links reply now, oldest
+ * connection first, until the pool is dry again. */
+static void
+on_keys_ready(gpointer user_data)
+{
+    VmcServer *srv = user_data;
+
+    for (guint i = 0; i < srv->conns->len; i++) {
+        Conn *c = g_ptr_array_index(srv->conns, i);
+        if (c->dead || !vmc_session_waits_for_key(c->session))
+            continue;
+        c->dirty = TRUE;
+        if (!vmc_session_retry_key(c->session))
+            break;
+        conn_check(c);
+    }
+    service(srv);
 }
 
 static void
@@ -997,6 +1018,8 @@ vmc_server_start(VmcServer *server, GError **error)
         vmc_mux_set_tap_func(srv->mux, vmc_recorder_tap, srv->recorder);
     vmc_mux_tick(srv->mux, now_us());
     srv->keys = vmc_ticket_pool_new(srv->key_pool_size, TRUE);
+    /* a link that finds the pool dry waits for the workers (no key made here) */
+    vmc_ticket_pool_attach(srv->keys, srv->context, on_keys_ready, srv);
     srv->sess_cfg.mux = srv->mux;
     srv->sess_cfg.keys = srv->keys;
     srv->sess_cfg.admit = admit;

@@ -52,6 +52,7 @@ struct _VmcSession {
     VmcLinkHeader link_header;
     VmcLinkMess link;
     VmcTicketKey *key;
+    gboolean key_wait; /* the link reply waits for the pool's workers to make a key */
 
     /* auth */
     guint8 auth_buf[VMC_TICKET_CIPHER_BYTES];
@@ -358,6 +359,8 @@ client_has_main_cap(VmcSession *s, guint cap)
                          MIN(s->link.num_channel_caps, VMC_LINK_CAPS_KEEP), cap);
 }
 
+/* Queues the link reply with a fresh key; with the pool dry, waits for one (key_wait)
+ * instead: the reply goes out from vmc_session_retry_key(). */
 static void
 send_link_reply(VmcSession *s)
 {
@@ -370,22 +373,42 @@ send_link_reply(VmcSession *s)
 
     memset(&r, 0, sizeof(r));
     if (s->cfg->keys != NULL) {
-        s->key = vmc_ticket_pool_take(s->cfg->keys, &error);
-        if (s->key == NULL) {
+        if (!vmc_ticket_pool_take_nowait(s->cfg->keys, &s->key, &error)) {
             guint8 e[VMC_LINK_HEADER_SIZE + VMC_LINK_REPLY_SIZE];
             g_debug("session: no ticket key: %s", error->message);
+            s->key_wait = FALSE;
             vmc_link_error_encode(SPICE_LINK_ERR_ERROR, e);
             out_append(s, e, sizeof(e));
             fail(s, VMC_SESSION_CLOSING, error->domain, error->code, "%s", error->message);
             g_error_free(error);
             return;
         }
+        s->key_wait = s->key == NULL;
+        if (s->key_wait)
+            return;
         memcpy(r.pub_key, vmc_ticket_key_get_public(s->key), VMC_TICKET_PUBKEY_BYTES);
     }
     r.error = SPICE_LINK_ERR_OK;
     n = vmc_link_reply_encode(&r, common, 1, channel, 1, buf, sizeof(buf));
     g_assert(n == sizeof(buf));
     out_append(s, buf, n);
+}
+
+gboolean
+vmc_session_waits_for_key(VmcSession *session)
+{
+    g_return_val_if_fail(session != NULL, FALSE);
+    return session->key_wait && session->state == VMC_SESSION_AUTH;
+}
+
+gboolean
+vmc_session_retry_key(VmcSession *session)
+{
+    g_return_val_if_fail(session != NULL, FALSE);
+    if (!vmc_session_waits_for_key(session))
+        return TRUE;
+    send_link_reply(session);
+    return !session->key_wait;
 }
 
 /* The link header and message are complete in link_buf. */
@@ -511,6 +534,13 @@ handle_ticket(VmcSession *s)
     gboolean ok = TRUE;
     char *reason = NULL;
 
+    if (s->key_wait) {
+        /* encrypted with no key of ours: the reply was not even sent */
+        s->key_wait = FALSE;
+        memset(s->auth_buf, 0, sizeof(s->auth_buf));
+        link_error(s, SPICE_LINK_ERR_INVALID_DATA, "ticket sent before the link reply");
+        return;
+    }
     if (s->key != NULL) {
         ok = vmc_ticket_key_decrypt(s->key, s->auth_buf, sizeof(s->auth_buf), plain, &plain_len);
         g_clear_pointer(&s->key, vmc_ticket_key_free); /* one link, one key */
@@ -809,6 +839,8 @@ vmc_session_tick(VmcSession *session, gint64 now_us)
             fail(s, VMC_SESSION_CLOSED, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                  "no complete link and ticket within %" G_GINT64_FORMAT " s",
                  cfg->handshake_timeout_us / G_USEC_PER_SEC);
+        else
+            vmc_session_retry_key(s);
         break;
     case VMC_SESSION_ACTIVE:
         check_mux(s);

@@ -123,6 +123,15 @@ guint32 vmc_session_get_channel_caps(VmcSession *session);
  * password is not checked. Call before the ticket arrives. */
 void vmc_session_set_skip_auth(VmcSession *session, gboolean skip_auth);
 
+/* Ticket keys come from cfg->keys with vmc_ticket_pool_take_nowait(): when the pool is
+ * dry (an attached pool, see vmc_ticket_pool_attach), the link reply waits, and no key
+ * is generated on the caller's thread. TRUE while this session's link waits so. */
+gboolean vmc_session_waits_for_key(VmcSession *session);
+/* Tries to take the key again (call when the pool's ready callback ran; tick() tries
+ * too): TRUE when the session no longer waits (the link reply, or a link error, is
+ * queued). A ticket that arrives before the reply is refused with INVALID_DATA. */
+gboolean vmc_session_retry_key(VmcSession *session);
+
 /* Ends the session from the server side (e.g. replaced by a newer client). Nothing is
  * sent; the state becomes CLOSED with `reason`. */
 void vmc_session_close(VmcSession *session, const char *reason);

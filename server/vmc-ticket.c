@@ -226,91 +226,144 @@ vmc_ticket_check_password(const guint8 *plain, gsize len, const char *password)
  * pool
  * ------------------------------------------------------------------------------------ */
 
+#define MAX_WORKERS 4u
+
+typedef struct {
+    VmcTicketPool *pool;
+    GThread *thread; /* joinable */
+    gboolean done;   /* no longer touches the pool (under the lock) */
+} Worker;
+
 struct _VmcTicketPool {
     GMutex lock;
-    GQueue keys; /* made by the worker (or fill), not warmed yet */
+    GQueue keys; /* made by a worker (or fill), not warmed yet */
     GQueue warm; /* warmed on the owner's thread: used first */
     guint target;
+    guint grow_max;
     gboolean background;
     gboolean closing;
-    GThread *worker; /* joinable; set while a worker exists (running or done) */
-    gboolean worker_done;
+    GPtrArray *workers; /* Worker*: running or done, not joined yet */
+    guint running;     /* workers not done */
+    guint busy;        /* keys being made right now */
+    guint max_workers; /* while a taker waits; otherwise one */
+    gboolean waiting;  /* a take_nowait() gave no key: notify when one is made */
+    gboolean failed;   /* the last generation by a worker failed */
     guint64 misses;
+    GSource *ready; /* on the attached context, or NULL */
 };
 
-/* Worker: makes keys until the pool is full, then exits. Touches only the queue. */
 static guint
 pool_count(VmcTicketPool *pool)
 {
     return pool->keys.length + pool->warm.length;
 }
 
+
+/* Worker: makes keys until the pool (with the keys being made) is full, then exits.
+ * Touches only the pool's queue and, when a taker waits, the ready source. */
 static gpointer
 pool_worker(gpointer data)
 {
-    VmcTicketPool *pool = data;
+    Worker *w = data;
+    VmcTicketPool *pool = w->pool;
 
     /* key making is background work: let the protocol thread win the CPU */
     setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
-    for (;;) {
+    g_mutex_lock(&pool->lock);
+    while (!pool->closing && pool_count(pool) + pool->busy < pool->target) {
         VmcTicketKey *key;
         GError *error = NULL;
+        GSource *notify;
 
-        g_mutex_lock(&pool->lock);
-        if (pool->closing || pool_count(pool) >= pool->target) {
-            g_mutex_unlock(&pool->lock);
-            break;
-        }
+        pool->busy++;
         g_mutex_unlock(&pool->lock);
-
         key = vmc_ticket_key_new(&error);
+        g_mutex_lock(&pool->lock);
+        pool->busy--;
         if (key == NULL) {
             g_debug("ticket key pool: %s", error->message);
             g_error_free(error);
-            break;
+            pool->failed = TRUE;
+        } else {
+            pool->failed = FALSE;
+            g_queue_push_tail(&pool->keys, key);
         }
-        g_mutex_lock(&pool->lock);
-        g_queue_push_tail(&pool->keys, key);
+        /* a waiting taker hears of the key, or of the failure (it then tries itself) */
+        notify = pool->waiting ? pool->ready : NULL; /* set while anyone can wait */
+        pool->waiting = FALSE;
         g_mutex_unlock(&pool->lock);
+        /* thread-safe: takes the context's lock and wakes it up; the source lives
+         * until the workers are joined */
+        if (notify != NULL)
+            g_source_set_ready_time(notify, 0);
+        g_mutex_lock(&pool->lock);
+        if (key == NULL)
+            break;
     }
+    pool->running--;
+    g_mutex_unlock(&pool->lock);
     /* free this thread's OpenSSL state (its DRBGs) now, not at some later exit */
     OPENSSL_thread_stop();
     g_mutex_lock(&pool->lock);
-    pool->worker_done = TRUE;
+    w->done = TRUE;
     g_mutex_unlock(&pool->lock);
     return NULL;
 }
 
-/* Called with the lock held. */
+/* Called with the lock held: joins finished workers, starts the ones the deficit needs
+ * (one, or up to max_workers while a taker waits). */
 static void
 pool_kick(VmcTicketPool *pool)
 {
-    GError *error = NULL;
-    GThread *t;
+    guint want, deficit;
 
-    if (!pool->background || pool->closing || pool_count(pool) >= pool->target)
-        return;
-    if (pool->worker != NULL) {
-        if (!pool->worker_done)
-            return; /* still at work: it will see the new count */
-        /* finished: it no longer touches the lock, so joining here is immediate */
-        g_thread_join(pool->worker);
-        pool->worker = NULL;
+    for (guint i = 0; i < pool->workers->len;) {
+        Worker *w = g_ptr_array_index(pool->workers, i);
+        if (w->done) {
+            /* it no longer touches the lock: joining here is immediate */
+            g_thread_join(w->thread);
+            g_free(w);
+            g_ptr_array_remove_index_fast(pool->workers, i);
+        } else {
+            i++;
+        }
     }
-    t = g_thread_try_new("vmc-ticket-keys", pool_worker, pool, &error);
-    if (t == NULL) {
-        g_debug("ticket key pool: cannot start a worker: %s", error->message);
-        g_error_free(error);
+    if (!pool->background || pool->closing)
         return;
+    deficit = pool->target > pool_count(pool) + pool->busy
+                  ? pool->target - pool_count(pool) - pool->busy
+                  : 0;
+    want = MIN(pool->waiting ? pool->max_workers : 1u, deficit);
+    while (pool->running < want) {
+        GError *error = NULL;
+        Worker *w = g_new0(Worker, 1);
+
+        w->pool = pool;
+        w->thread = g_thread_try_new("vmc-ticket-keys", pool_worker, w, &error);
+        if (w->thread == NULL) {
+            g_debug("ticket key pool: cannot start a worker: %s", error->message);
+            g_error_free(error);
+            g_free(w);
+            return;
+        }
+        g_ptr_array_add(pool->workers, w);
+        pool->running++;
     }
-    pool->worker = t;
-    pool->worker_done = FALSE;
+}
+
+/* Called with the lock held when a take found no key: keep more ready next time. */
+static void
+pool_missed(VmcTicketPool *pool)
+{
+    pool->misses++;
+    if (pool->background && pool->target < pool->grow_max)
+        pool->target = MIN(pool->target * 2, pool->grow_max);
 }
 
 /**
  * vmc_ticket_pool_new:
  * @target: keys to keep ready (0 is taken as 1)
- * @background: refill from a worker thread
+ * @background: refill from worker threads
  *
  * Returns: (transfer full): the pool
  */
@@ -322,8 +375,11 @@ vmc_ticket_pool_new(guint target, gboolean background)
     g_mutex_init(&pool->lock);
     g_queue_init(&pool->keys);
     g_queue_init(&pool->warm);
+    pool->workers = g_ptr_array_new();
     pool->target = MAX(target, 1u);
+    pool->grow_max = MAX(pool->target, VMC_TICKET_POOL_GROW_MAX);
     pool->background = background;
+    pool->max_workers = CLAMP(g_get_num_processors(), 1u, MAX_WORKERS);
     g_mutex_lock(&pool->lock);
     pool_kick(pool);
     g_mutex_unlock(&pool->lock);
@@ -333,20 +389,82 @@ vmc_ticket_pool_new(guint target, gboolean background)
 void
 vmc_ticket_pool_free(VmcTicketPool *pool)
 {
-    GThread *worker;
-
     if (pool == NULL)
         return;
     g_mutex_lock(&pool->lock);
     pool->closing = TRUE;
-    worker = g_steal_pointer(&pool->worker);
     g_mutex_unlock(&pool->lock);
-    if (worker != NULL)
-        g_thread_join(worker); /* at most one key's generation */
+    /* no new workers start once closing is set; each one ends after its key */
+    for (guint i = 0; i < pool->workers->len; i++) {
+        Worker *w = g_ptr_array_index(pool->workers, i);
+        g_thread_join(w->thread);
+        g_free(w);
+    }
+    g_ptr_array_unref(pool->workers);
+    if (pool->ready != NULL) {
+        g_source_destroy(pool->ready);
+        g_source_unref(pool->ready);
+    }
     g_queue_clear_full(&pool->keys, (GDestroyNotify)vmc_ticket_key_free);
     g_queue_clear_full(&pool->warm, (GDestroyNotify)vmc_ticket_key_free);
     g_mutex_clear(&pool->lock);
     g_free(pool);
+}
+
+typedef struct {
+    VmcTicketPoolReadyFunc func;
+    gpointer user_data;
+} ReadyCb;
+
+static gboolean
+ready_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
+{
+    ReadyCb *cb = user_data;
+
+    g_source_set_ready_time(source, -1);
+    cb->func(cb->user_data);
+    return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs ready_funcs = {
+    .dispatch = ready_dispatch,
+};
+
+/**
+ * vmc_ticket_pool_attach:
+ * @context: where @func is called
+ * @func: (scope notified): told that keys were made for a waiting taker
+ */
+void
+vmc_ticket_pool_attach(VmcTicketPool *pool, GMainContext *context, VmcTicketPoolReadyFunc func,
+                       gpointer user_data)
+{
+    GSource *src;
+    ReadyCb *cb;
+
+    g_return_if_fail(pool != NULL && func != NULL);
+    g_return_if_fail(pool->ready == NULL);
+
+    cb = g_new0(ReadyCb, 1);
+    cb->func = func;
+    cb->user_data = user_data;
+    src = g_source_new(&ready_funcs, sizeof(GSource));
+    g_source_set_static_name(src, "vmc-ticket-keys-ready");
+    g_source_set_callback(src, NULL, cb, g_free);
+    g_source_set_ready_time(src, -1);
+    g_source_attach(src, context);
+    g_mutex_lock(&pool->lock);
+    pool->ready = src;
+    g_mutex_unlock(&pool->lock);
+}
+
+/* Called with the lock held. */
+static VmcTicketKey *
+pool_pop(VmcTicketPool *pool)
+{
+    VmcTicketKey *key = g_queue_pop_head(&pool->warm);
+
+    return key != NULL ? key : g_queue_pop_head(&pool->keys);
 }
 
 VmcTicketKey *
@@ -357,16 +475,50 @@ vmc_ticket_pool_take(VmcTicketPool *pool, GError **error)
     g_return_val_if_fail(pool != NULL, NULL);
 
     g_mutex_lock(&pool->lock);
-    key = g_queue_pop_head(&pool->warm);
+    key = pool_pop(pool);
     if (key == NULL)
-        key = g_queue_pop_head(&pool->keys);
-    if (key == NULL)
-        pool->misses++;
+        pool_missed(pool);
     pool_kick(pool);
     g_mutex_unlock(&pool->lock);
     if (key == NULL)
         key = vmc_ticket_key_new(error);
     return key;
+}
+
+/**
+ * vmc_ticket_pool_take_nowait:
+ * @key: (out) (transfer full) (nullable): the key, or %NULL: wait for the ready callback
+ */
+gboolean
+vmc_ticket_pool_take_nowait(VmcTicketPool *pool, VmcTicketKey **key, GError **error)
+{
+    VmcTicketKey *k;
+    gboolean wait = FALSE;
+
+    g_return_val_if_fail(pool != NULL && key != NULL, FALSE);
+
+    g_mutex_lock(&pool->lock);
+    k = pool_pop(pool);
+    if (k == NULL) {
+        pool_missed(pool);
+        if (pool->ready != NULL && pool->background && !pool->failed) {
+            pool->waiting = TRUE;
+            pool_kick(pool);
+            /* someone must be making a key that will wake us */
+            wait = pool->busy > 0 || pool->running > 0;
+            if (!wait)
+                pool->waiting = FALSE;
+        }
+    }
+    pool_kick(pool);
+    g_mutex_unlock(&pool->lock);
+    if (k == NULL && !wait) {
+        k = vmc_ticket_key_new(error);
+        if (k == NULL)
+            return FALSE;
+    }
+    *key = k;
+    return TRUE;
 }
 
 gboolean
@@ -400,6 +552,18 @@ vmc_ticket_pool_get_ready(VmcTicketPool *pool)
     g_return_val_if_fail(pool != NULL, 0);
     g_mutex_lock(&pool->lock);
     n = pool_count(pool);
+    g_mutex_unlock(&pool->lock);
+    return n;
+}
+
+guint
+vmc_ticket_pool_get_target(VmcTicketPool *pool)
+{
+    guint n;
+
+    g_return_val_if_fail(pool != NULL, 0);
+    g_mutex_lock(&pool->lock);
+    n = pool->target;
     g_mutex_unlock(&pool->lock);
     return n;
 }

@@ -6,9 +6,11 @@
  * link reply. A key that served two links would let a captured ticket be replayed on
  * the second. Generating RSA-1024 costs 5-20 ms, which is what makes a
  * libspice-server link slow (~17 ms); the pool moves that work off the link path:
- * a worker thread keeps `target` keys ready and touches nothing but the pool's own
- * locked queue (no protocol state, no main loop). Every key is handed out once and
- * freed by its user.
+ * worker threads keep `target` keys ready and touch nothing but the pool's own locked
+ * queue (no protocol state; towards the main loop only a thread-safe wake-up of the
+ * attached context). When the pool runs dry, an attached pool makes the link wait for
+ * the workers instead of generating a key on the caller's thread. Every key is handed
+ * out once and freed by its user.
  */
 #pragma once
 
@@ -51,26 +53,47 @@ gboolean vmc_ticket_encrypt(const guint8 *pub_key, gsize pub_key_len, const guin
 
 typedef struct _VmcTicketPool VmcTicketPool;
 
-/* `target` keys are kept ready. With `background` a worker thread refills the pool
- * whenever a key is taken (and fills it now); without, keys are only made by
- * vmc_ticket_pool_fill() and, when the pool is empty, synchronously by take(). */
+/* `target` keys are kept ready. With `background` worker threads refill the pool
+ * whenever a key is taken (and fill it now); without, keys are only made by
+ * vmc_ticket_pool_fill() and, when the pool is empty, synchronously by take().
+ * A background pool that runs dry grows its target (doubling, up to
+ * VMC_TICKET_POOL_GROW_MAX or the initial target if larger) so the next burst of links
+ * finds keys made ahead: keys cost ~4.4 KB each (~6.7 KB once warmed). */
+#define VMC_TICKET_POOL_GROW_MAX 32u
 VmcTicketPool *vmc_ticket_pool_new(guint target, gboolean background);
-/* NULL-safe; waits for a key generation in progress (at most one key's time). */
+/* NULL-safe; waits for the key generations in progress (at most one key's time). */
 void vmc_ticket_pool_free(VmcTicketPool *pool);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmcTicketPool, vmc_ticket_pool_free)
 
+/* Called on the attached context when keys were made while a taker waited (after
+ * vmc_ticket_pool_take_nowait() gave no key). Only notifies. */
+typedef void (*VmcTicketPoolReadyFunc)(gpointer user_data);
+/* Makes a background pool asynchronous for take_nowait(): an empty pool then answers
+ * "wait" and calls `func` on `context` once a worker has made keys. Call once, before
+ * taking keys; the pool must be freed before the context. */
+void vmc_ticket_pool_attach(VmcTicketPool *pool, GMainContext *context,
+                            VmcTicketPoolReadyFunc func, gpointer user_data);
+
 /* A fresh key (transfer full), never handed out before: from the pool, or made now if
- * the pool is empty. */
+ * the pool is empty. Blocks for a key generation (5-20 ms) in that case. */
 VmcTicketKey *vmc_ticket_pool_take(VmcTicketPool *pool, GError **error);
+/* Never blocks on an attached background pool: TRUE with *key (transfer full) when one
+ * is ready, TRUE with *key NULL when the caller must wait for the ready callback (the
+ * workers are making keys), FALSE (error set) when no key can be made. On a pool that is
+ * not attached it is take(). */
+gboolean vmc_ticket_pool_take_nowait(VmcTicketPool *pool, VmcTicketKey **key, GError **error);
 /* Synchronously tops the pool up to `target` keys. */
 gboolean vmc_ticket_pool_fill(VmcTicketPool *pool, GError **error);
 guint vmc_ticket_pool_get_ready(VmcTicketPool *pool);
+/* The current target (grown by misses). */
+guint vmc_ticket_pool_get_target(VmcTicketPool *pool);
 /* Warms one made key on the calling thread (the one that will decrypt tickets, in
  * idle time): FALSE when there was none to warm. take() hands out warm keys first. */
 gboolean vmc_ticket_pool_warm_one(VmcTicketPool *pool);
 /* TRUE when `target` warm keys are ready. */
 gboolean vmc_ticket_pool_is_warm(VmcTicketPool *pool);
-/* Keys made synchronously by take() because the pool was empty (a sizing hint). */
+/* Takes that found the pool empty (a key was then made synchronously, or the taker
+ * waited for the workers): a sizing hint. */
 guint64 vmc_ticket_pool_get_misses(VmcTicketPool *pool);
 
 G_END_DECLS

@@ -635,6 +635,60 @@ test_max_clients(F *f, gconstpointer data)
     peer_free(c);
 }
 
+/* Links that find the key pool dry wait for its workers (no key made on the protocol
+ * thread) and all complete; the loop keeps serving a connected client meanwhile. */
+static void
+test_link_storm(F *f, gconstpointer data)
+{
+    enum { N = 12 };
+    Peer *p[N], *first;
+    guint8 link[16 + 18 + 8];
+
+    start_server(f, NULL, N + 1, NULL);
+    first = new_client(f);
+    spice_connect(first, "pw", NULL, NULL);
+    memcpy(link, "REDQ", 4);
+    wr32(link + 4, 2);
+    wr32(link + 8, 2);
+    wr32(link + 12, 26);
+    wr32(link + 16, 0);
+    link[20] = SPICE_CHANNEL_MAIN;
+    link[21] = 0;
+    wr32(link + 22, 1);
+    wr32(link + 26, 1);
+    wr32(link + 30, 18);
+    wr32(link + 34, 0x0D);
+    wr32(link + 38, 0x0F);
+    /* all links at once: more than the pool holds (4) */
+    for (guint i = 0; i < N; i++) {
+        p[i] = new_client(f);
+        peer_send(p[i], link, sizeof(link));
+    }
+    /* the connected client is answered while links wait for keys */
+    spice_send(first, SPICE_MSGC_MAIN_ATTACH_CHANNELS, NULL, 0);
+    g_bytes_unref(spice_expect(first, SPICE_MSG_MAIN_CHANNELS_LIST));
+    for (guint i = 0; i < N; i++) {
+        guint8 reply[16 + 186], ticket[128], mech[4], r[4];
+        gsize tlen;
+
+        peer_take(p[i], sizeof(reply), reply);
+        g_assert_cmpmem(reply, 4, "REDQ", 4);
+        g_assert_cmpuint(rd32(reply + 16), ==, 0);
+        wr32(mech, SPICE_COMMON_CAP_AUTH_SPICE);
+        peer_send(p[i], mech, 4);
+        g_assert_true(vmc_ticket_encrypt(reply + 20, 162, (const guint8 *)"pw", 3, ticket,
+                                         &tlen));
+        peer_send(p[i], ticket, tlen);
+        peer_take(p[i], 4, r);
+        g_assert_cmpuint(rd32(r), ==, 0);
+        g_bytes_unref(spice_expect(p[i], SPICE_MSG_MAIN_INIT));
+    }
+    g_assert_cmpuint(vmc_server_get_n_clients(f->srv), ==, N + 1);
+    for (guint i = 0; i < N; i++)
+        peer_free(p[i]);
+    peer_free(first);
+}
+
 static void
 test_bad_links(F *f, gconstpointer data)
 {
@@ -1041,6 +1095,7 @@ main(int argc, char **argv)
     ADD("/runtime/agent-reconnect", test_agent_reconnect);
     ADD("/runtime/client-replaced", test_client_replaced);
     ADD("/runtime/max-clients", test_max_clients);
+    ADD("/runtime/link-storm", test_link_storm);
     ADD("/runtime/bad-links", test_bad_links);
     ADD("/runtime/unix-listen", test_unix_listen);
     ADD("/runtime/keepalive-tcp", test_keepalive_tcp);

@@ -1162,6 +1162,144 @@ test_closing_timeout(F *f, gconstpointer data)
 }
 
 /* ==================================================================================
+ * ticket keys: a dry pool makes the link wait, never generate on this thread
+ * ================================================================================== */
+
+typedef struct {
+    guint calls;
+} ReadyCount;
+
+static void
+on_ready(gpointer user_data)
+{
+    ((ReadyCount *)user_data)->calls++;
+}
+
+/* Empties an attached pool until it answers "wait". */
+static void
+drain_pool(VmcTicketPool *p)
+{
+    for (;;) {
+        VmcTicketKey *k = NULL;
+        g_assert_true(vmc_ticket_pool_take_nowait(p, &k, NULL));
+        if (k == NULL)
+            return;
+        vmc_ticket_key_free(k);
+    }
+}
+
+/* Iterates `ctx` until the session has its key (bounded). */
+static void
+wait_for_key(F *f, GMainContext *ctx, ReadyCount *rc)
+{
+    gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+
+    while (!vmc_session_retry_key(f->s)) {
+        guint before = rc->calls;
+        while (rc->calls == before) {
+            g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+            g_main_context_iteration(ctx, TRUE);
+        }
+    }
+    drain(f);
+}
+
+static void
+test_link_key_wait(F *f, gconstpointer data)
+{
+    g_autoptr(GMainContext) ctx = g_main_context_new();
+    g_autoptr(GByteArray) l = link_msg(CAPS_SPICE_GTK_COMMON, CAPS_SPICE_GTK_MAIN);
+    ReadyCount rc = {0};
+    VmcTicketPool *p = vmc_ticket_pool_new(1, TRUE);
+    gboolean waited = FALSE;
+
+    vmc_ticket_pool_attach(p, ctx, on_ready, &rc);
+    f->cfg.keys = p;
+    /* a worker may land a key between drain_pool() and the link: try a few times */
+    for (int attempt = 0; attempt < 5 && !waited; attempt++) {
+        drain_pool(p);
+        new_session(f, FALSE);
+        feed(f, l->data, l->len);
+        waited = vmc_session_waits_for_key(f->s);
+        if (waited) {
+            /* no reply, nothing to write, the handshake deadline still runs */
+            g_assert_cmpuint(f->out->len, ==, 0);
+            g_assert_false(vmc_session_wants_write(f->s));
+            g_assert_cmpint(vmc_session_get_state(f->s), ==, VMC_SESSION_AUTH);
+            g_assert_cmpint(vmc_session_next_deadline(f->s), ==, T0 + 30 * G_USEC_PER_SEC);
+            wait_for_key(f, ctx, &rc);
+            g_assert_cmpuint(rc.calls, >, 0);
+        }
+        g_assert_false(vmc_session_waits_for_key(f->s));
+        expect_link_reply(f);
+        send_mech(f, 1);
+        send_ticket(f, "secret", 7);
+        expect_result(f, 0);
+        g_bytes_unref(expect_msg(f, SPICE_MSG_MAIN_INIT));
+    }
+    g_assert_true(waited);
+    g_assert_cmpuint(vmc_ticket_pool_get_misses(p), >, 0);
+    /* a miss doubles the target, up to the cap */
+    g_assert_cmpuint(vmc_ticket_pool_get_target(p), >=, 2);
+    g_assert_cmpuint(vmc_ticket_pool_get_target(p), <=, VMC_TICKET_POOL_GROW_MAX);
+    vmc_session_free(g_steal_pointer(&f->s));
+    vmc_ticket_pool_free(p);
+    f->cfg.keys = pool;
+}
+
+/* A ticket that arrives while the reply waits for a key cannot be ours: INVALID_DATA. */
+static void
+test_link_ticket_before_reply(F *f, gconstpointer data)
+{
+    g_autoptr(GMainContext) ctx = g_main_context_new();
+    g_autoptr(GByteArray) l = link_msg(CAPS_SPICE_GTK_COMMON, CAPS_SPICE_GTK_MAIN);
+    ReadyCount rc = {0};
+    VmcTicketPool *p = vmc_ticket_pool_new(1, TRUE);
+    guint8 ticket[4 + 128] = {1, 0, 0, 0};
+    gboolean waited = FALSE;
+
+    vmc_ticket_pool_attach(p, ctx, on_ready, &rc);
+    f->cfg.keys = p;
+    for (int attempt = 0; attempt < 5 && !waited; attempt++) {
+        drain_pool(p);
+        new_session(f, FALSE);
+        feed(f, l->data, l->len);
+        waited = vmc_session_waits_for_key(f->s);
+    }
+    g_assert_true(waited);
+    feed(f, ticket, sizeof(ticket));
+    expect_link_error(f, SPICE_LINK_ERR_INVALID_DATA);
+    g_assert_false(vmc_session_waits_for_key(f->s));
+    g_assert_true(vmc_session_retry_key(f->s)); /* nothing to retry */
+    g_assert_cmpuint(f->out->len, ==, 0);
+    vmc_session_free(g_steal_pointer(&f->s));
+    vmc_ticket_pool_free(p); /* with a worker maybe still at work */
+    f->cfg.keys = pool;
+}
+
+/* Not attached: take_nowait() is take() (tests, tools); keys are never handed out twice. */
+static void
+test_pool_nowait_unattached(void)
+{
+    g_autoptr(VmcTicketPool) p = vmc_ticket_pool_new(2, FALSE);
+    VmcTicketKey *k[3];
+
+    for (guint i = 0; i < G_N_ELEMENTS(k); i++) {
+        k[i] = NULL;
+        g_assert_true(vmc_ticket_pool_take_nowait(p, &k[i], NULL));
+        g_assert_nonnull(k[i]);
+    }
+    g_assert_true(memcmp(vmc_ticket_key_get_public(k[0]), vmc_ticket_key_get_public(k[1]),
+                         VMC_TICKET_PUBKEY_BYTES) != 0);
+    g_assert_true(memcmp(vmc_ticket_key_get_public(k[1]), vmc_ticket_key_get_public(k[2]),
+                         VMC_TICKET_PUBKEY_BYTES) != 0);
+    g_assert_cmpuint(vmc_ticket_pool_get_misses(p), ==, 3);
+    g_assert_cmpuint(vmc_ticket_pool_get_target(p), ==, 2); /* no workers, no growth */
+    for (guint i = 0; i < G_N_ELEMENTS(k); i++)
+        vmc_ticket_key_free(k[i]);
+}
+
+/* ==================================================================================
  * timing
  * ================================================================================== */
 
@@ -1225,6 +1363,7 @@ main(int argc, char **argv)
     pool = vmc_ticket_pool_new(4, TRUE);
 
     g_test_add_func("/session/ticket/check", test_ticket_check_unit);
+    g_test_add_func("/session/ticket/pool-nowait-unattached", test_pool_nowait_unattached);
 #define ADD(path, fn) g_test_add(path, F, NULL, setup, fn, teardown)
     ADD("/session/link/reply", test_link_reply);
     ADD("/session/link/fresh-key", test_link_fresh_key);
@@ -1234,6 +1373,8 @@ main(int argc, char **argv)
     ADD("/session/link/caps", test_link_caps);
     ADD("/session/link/other-channel", test_link_other_channel);
     ADD("/session/link/connection-id", test_link_connection_id);
+    ADD("/session/link/key-wait", test_link_key_wait);
+    ADD("/session/link/ticket-before-reply", test_link_ticket_before_reply);
     ADD("/session/ticket/ok", test_ticket_ok);
     ADD("/session/ticket/wrong", test_ticket_wrong);
     ADD("/session/ticket/variants", test_ticket_variants_denied);
