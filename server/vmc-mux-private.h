@@ -24,6 +24,7 @@ G_BEGIN_DECLS
 #define PIECE_START (1u << 0)
 #define PIECE_END (1u << 1)
 #define PIECE_CHARGED (1u << 2) /* returns a token to its client once written */
+#define PIECE_SERIAL (1u << 3)  /* a client GRAB: the agent's serial is set when it goes out */
 
 /* port_owner value while the mux completes a departed client's message */
 #define FILLER_OWNER G_MAXUINT32
@@ -155,8 +156,6 @@ typedef struct {
     GHashTable *xfers;         /* client xfer id -> Xfer* */
     Xfer *msg_xfer;            /* FILE_XFER message whose id is rewritten */
     gboolean msg_serial_set;   /* CLIPBOARD_GRAB whose serial is rewritten */
-    guint32 msg_serial;
-    gsize msg_serial_off;      /* offset of the serial in the agent message */
     gboolean capturing;        /* the message in progress is kept whole in `capture` */
     GByteArray *capture;
     gboolean joined;           /* its ANNOUNCE_CAPABILITIES arrived (this agent instance) */
@@ -189,6 +188,7 @@ typedef struct {
 
 typedef struct {
     gboolean active;                /* joined clients are in the agent's session */
+    gboolean reset_pending;         /* a caps request went out, the agent's answer not in */
     guint32 told[CAPS_MAX_WORDS];   /* client caps the agent was told last */
     gsize ntold;
     guint32 layout;                 /* clipboard layout bits, fixed while active */
@@ -285,8 +285,11 @@ G_GNUC_INTERNAL void vmc_mux_share_client_started(VmcMux *mux, Client *c);
  * protocol error (*what says why). */
 G_GNUC_INTERNAL gboolean vmc_mux_share_classify(VmcMux *mux, Client *c, const guint8 *body,
                                                 gsize len, const char **what);
-/* Rewrites the first unit of a forwarded message (transfer id, grab serial). */
-G_GNUC_INTERNAL void vmc_mux_share_rewrite_unit(VmcMux *mux, Client *c, guint8 *msg, gsize len);
+/* Rewrites the first unit of a forwarded message (transfer id; marks a grab). */
+G_GNUC_INTERNAL void vmc_mux_share_rewrite_unit(VmcMux *mux, Client *c, Piece *p);
+/* The first chunk of a client message moves to the guest output: what the agent
+ * will see next (grab serials, a caps request that resets it). */
+G_GNUC_INTERNAL void vmc_mux_share_piece_out(VmcMux *mux, Piece *p);
 /* The client's message ended (whatever its disposition). */
 G_GNUC_INTERNAL void vmc_mux_share_msg_end(VmcMux *mux, Client *c);
 /* Routing of the agent message whose first piece is `msg` (may rewrite it). */

@@ -248,15 +248,14 @@ vmc_mux_share_agent_forgot(VmcMux *mux)
     }
 }
 
-/* The agent reset its per-client state (a caps request reached it): transfers
- * gone, grab serials at 0, the client's clipboard dropped. */
+/* The agent resets its per-client state (a caps request reaches it): transfers
+ * gone, the client's clipboard dropped; its grab serials restart at 0 when it
+ * reads the request (vmc_mux_share_piece_out). */
 static void
 agent_client_reset(VmcMux *mux)
 {
-    for (guint s = 0; s < NSEL; s++) {
+    for (guint s = 0; s < NSEL; s++)
         sel_forget(&mux->share.sel[s]);
-        mux->share.sel[s].agent_serial = 0;
-    }
     xfers_fail_all(mux);
 }
 
@@ -569,9 +568,9 @@ classify_clipboard(VmcMux *mux, Client *c, const guint8 *body, gsize len)
                 c->disp = DISP_DROP;
                 return TRUE;
             }
+            /* the agent's serial is set when it goes out (vmc_mux_share_piece_out):
+             * it may never go (its client leaves first) */
             c->msg_serial_set = TRUE;
-            c->msg_serial = s->agent_serial++;
-            c->msg_serial_off = VMC_AGENT_HEADER_SIZE + off;
         }
         s->owner = c->id;
         c->guest_offer[sel] = FALSE;
@@ -668,12 +667,38 @@ vmc_mux_share_classify(VmcMux *mux, Client *c, const guint8 *body, gsize len, co
 }
 
 void
-vmc_mux_share_rewrite_unit(VmcMux *mux, Client *c, guint8 *msg, gsize len)
+vmc_mux_share_rewrite_unit(VmcMux *mux, Client *c, Piece *p)
 {
+    guint8 *msg = p->data + VMC_CHUNK_HEADER_SIZE;
+    gsize len = p->len - VMC_CHUNK_HEADER_SIZE;
+
     if (c->msg_xfer && len >= VMC_AGENT_HEADER_SIZE + 4)
         vmc_put_u32le(msg + VMC_AGENT_HEADER_SIZE, c->msg_xfer->agent_id);
-    if (c->msg_serial_set && len >= c->msg_serial_off + 4)
-        vmc_put_u32le(msg + c->msg_serial_off, c->msg_serial);
+    if (c->msg_serial_set)
+        p->flags |= PIECE_SERIAL;
+}
+
+void
+vmc_mux_share_piece_out(VmcMux *mux, Piece *p)
+{
+    guint8 *msg = p->data + VMC_CHUNK_HEADER_SIZE;
+    gsize len = p->len - VMC_CHUNK_HEADER_SIZE;
+
+    if (p->flags & PIECE_SERIAL) {
+        /* the agent's counter as of this point of its input: what it takes */
+        gsize off = sel_prefix(mux);
+        guint sel = off ? sel_index(msg[VMC_AGENT_HEADER_SIZE]) : 0;
+
+        if (len >= VMC_AGENT_HEADER_SIZE + off + 4)
+            vmc_put_u32le(msg + VMC_AGENT_HEADER_SIZE + off, mux->share.sel[sel].agent_serial++);
+    } else if (p->msg_type == VD_AGENT_ANNOUNCE_CAPABILITIES && p->client_id != 0 &&
+               len >= VMC_AGENT_HEADER_SIZE + 4 && vmc_get_u32le(msg + VMC_AGENT_HEADER_SIZE)) {
+        /* a request: spice-vdagentd resets its grab serials when it reads it, and
+         * answers; what it grabs before that answer carries its old count */
+        for (guint s = 0; s < NSEL; s++)
+            mux->share.sel[s].agent_serial = 0;
+        mux->share.reset_pending = TRUE;
+    }
 }
 
 void
@@ -757,9 +782,17 @@ route_clipboard(VmcMux *mux, guint8 *msg, gsize n, const VmcAgentHeader *h, Rout
                 return;
             }
             serial = vmc_get_u32le(msg + VMC_AGENT_HEADER_SIZE + off);
+            if (mux->share.reset_pending) {
+                /* made before it read a caps request that resets its count */
+                g_debug("mux: agent grab %u from before its reset, dropped", serial);
+                route->kind = ROUTE_NONE;
+                return;
+            }
             if (serial != s->agent_serial && (gint32)(serial - s->agent_serial) < 0) {
                 /* it crossed a client grab the mux already passed on, which the
                  * agent takes as the winner ("client grab wins") */
+                g_debug("mux: agent grab %u lost to a client grab (next %u)", serial,
+                        s->agent_serial);
                 route->kind = ROUTE_NONE;
                 return;
             }
@@ -826,11 +859,14 @@ vmc_mux_share_agent_route(VmcMux *mux, guint8 *msg, gsize n, const VmcAgentHeade
 {
     switch (h->type) {
     case VD_AGENT_ANNOUNCE_CAPABILITIES:
+        mux->share.reset_pending = FALSE; /* it answered (or asks itself) */
         if (n >= VMC_AGENT_HEADER_SIZE + 4 && h->size >= 4 &&
             vmc_get_u32le(msg + VMC_AGENT_HEADER_SIZE) != 0 && mux->share.active) {
             /* a (re)started agent asks: it has no client state, tell it what it
              * should know */
             agent_client_reset(mux);
+            for (guint s = 0; s < NSEL; s++)
+                mux->share.sel[s].agent_serial = 0;
             announce_told(mux);
         }
         route->per_client = TRUE;

@@ -583,6 +583,8 @@ pump(VmcMux *mux)
                 break; /* the owner has not sent the rest yet */
         }
         p = pq_pop(&c->staged);
+        if ((p->flags & PIECE_START) && multi_client(mux))
+            vmc_mux_share_piece_out(mux, p);
         track_port_message(mux, p);
         if (c->stall_kind == STALL_HOLD)
             c->stall_since = -1; /* progress */
@@ -2077,7 +2079,7 @@ vmc_mux_client_agent_data(VmcMux *mux, guint32 client_id, const guint8 *body, gs
             p->flags |= PIECE_CHARGED;
         /* shared agent: the mux-wide transfer id, the agent-side grab serial */
         if ((flags & VMC_AGENT_SPAN_START) && multi_client(mux))
-            vmc_mux_share_rewrite_unit(mux, c, p->data + VMC_CHUNK_HEADER_SIZE, len);
+            vmc_mux_share_rewrite_unit(mux, c, p);
         pq_push(&c->staged, p);
     } else {
         c->stats.discarded += len;
