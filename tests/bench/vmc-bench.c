@@ -15,7 +15,10 @@
  *   - link + ticket + INIT with a password;
  *   - client->agent bulk through a relay that holds every read for 5 ms each way;
  *   - the no-protocol limit: the same bytes through a trivial relay process
- *     (TCP in, UNIX socket out, and back), as the physical reference.
+ *     (TCP in, UNIX socket out, and back), as the physical reference;
+ *   - native only (libspice-server takes one client): peak RSS with 1 and with N (100)
+ *     clients of one server (--max-clients N), each with AGENT_START and one message
+ *     each way, and the time the N links take back to back.
  * The table gives median (min-max) per backend, the median of the per-round ratios,
  * and the targets of docs/performance.md.
  */
@@ -55,6 +58,8 @@
 #define READ_BUF (256u * 1024u)
 #define SEND_AHEAD (1024u * 1024u)   /* bytes a sender keeps queued ahead */
 #define RELAY_MAX_HELD (64u * 1024u * 1024u)
+#define MANY_TYPE 0x7E57u            /* an agent message type nobody interprets: forwarded */
+#define MANY_PAYLOAD 64u
 #define NS_PER_S G_GINT64_CONSTANT(1000000000)
 #define NS_PER_MS G_GINT64_CONSTANT(1000000)
 
@@ -75,6 +80,7 @@ static gboolean opt_markdown;
 static gboolean opt_verbose;
 static int opt_timeout = 120;
 static char *opt_only;
+static int opt_clients = 100;
 
 enum {
     ONLY_LINK = 1 << 0,
@@ -83,7 +89,8 @@ enum {
     ONLY_ECHO = 1 << 3,
     ONLY_DELAY = 1 << 4,
     ONLY_LIMIT = 1 << 5,
-    ONLY_ALL = (1 << 6) - 1,
+    ONLY_MANY = 1 << 6,
+    ONLY_ALL = (1 << 7) - 1,
 };
 static guint only = ONLY_ALL;
 
@@ -95,7 +102,7 @@ static GOptionEntry entries[] = {
     {"server", 's', 0, G_OPTION_ARG_FILENAME, &opt_server,
      "vmcmux-server to run (default: the one built beside the bench)", "PATH"},
     {"quick", 'q', 0, G_OPTION_ARG_NONE, &opt_quick,
-     "1 round, 8 MiB, 300 echoes, 5 links", NULL},
+     "1 round, 8 MiB, 300 echoes, 5 links, 10 clients", NULL},
     {"echo", 0, 0, G_OPTION_ARG_INT, &opt_echo, "Echo round trips per run (default 2000)", "N"},
     {"links", 0, 0, G_OPTION_ARG_INT, &opt_links, "Links per run (default 20)", "N"},
     {"agent-window", 0, 0, G_OPTION_ARG_INT, &opt_agent_window,
@@ -108,7 +115,9 @@ static GOptionEntry entries[] = {
     {"timeout", 0, 0, G_OPTION_ARG_INT, &opt_timeout,
      "Seconds allowed for one measurement (default 120)", "S"},
     {"only", 0, 0, G_OPTION_ARG_STRING, &opt_only,
-     "Run only these parts (for profiling): link,c2a,a2c,echo,delay,limit", "LIST"},
+     "Run only these parts (for profiling): link,c2a,a2c,echo,delay,limit,many", "LIST"},
+    {"clients", 0, 0, G_OPTION_ARG_INT, &opt_clients,
+     "Clients of the native many-clients figure (default 100)", "N"},
     {"verbose", 'v', 0, G_OPTION_ARG_NONE, &opt_verbose, "Progress on stderr", NULL},
     {NULL}};
 
@@ -389,7 +398,7 @@ struct _Pump {
     gpointer data;
 };
 
-#define MAX_PUMPS 16
+#define MAX_PUMPS 1100
 static Pump *pumps[MAX_PUMPS];
 static guint n_pumps;
 static guint8 *read_buf;
@@ -654,6 +663,15 @@ static const int lim_decimals[N_LIMS] = {1, 1, 2, 2, 0, 0};
 
 static GArray *lim_values[N_LIMS];
 
+/* native only: one server with --max-clients N */
+enum { MANY_RSS1, MANY_RSSN, MANY_PER_CLIENT, MANY_LINKS, N_MANYS };
+static const char *const many_labels[N_MANYS] = {
+    "peak RSS, 1 client of N max", "peak RSS, N clients", "peak RSS per added client",
+    "N - 1 links back to back"};
+static const char *const many_units[N_MANYS] = {"MB", "MB", "KB", "ms"};
+static const int many_decimals[N_MANYS] = {1, 1, 1, 0};
+static GArray *many_values[N_MANYS];
+
 /* ------------------------------------------------------------------------------ */
 /* one backend: the server process, its agent and its client */
 
@@ -704,6 +722,7 @@ typedef struct {
 
 struct _Backend {
     const char *name;
+    const char *backend;  /* --backend, when not `name` */
     gboolean available;
     char *why_unavailable;
     pid_t pid;
@@ -721,6 +740,8 @@ struct _Backend {
     Relay *relay;
 
     Phase ph;
+    guint max_clients;  /* > 1: --max-clients (the many-clients server) */
+    guint many_rx;      /* MANY_TYPE messages the agent received */
     guint64 violations;
     GArray *values[N_FIGS];   /* per round; NAN when not measured */
 };
@@ -1019,6 +1040,9 @@ agent_events(Backend *b)
             b->violations++;
             note("[%s] agent saw a framing violation: %s", b->name, ev.detail);
         } else if (ev.type == VMC_AGENT_PEER_EV_MESSAGE && ev.port == VMC_PORT_CLIENT &&
+                   ev.header.type == MANY_TYPE) {
+            b->many_rx++;
+        } else if (ev.type == VMC_AGENT_PEER_EV_MESSAGE && ev.port == VMC_PORT_CLIENT &&
                    ev.header.type == BENCH_TYPE && ev.header.opaque == b->ph.tag &&
                    !b->ph.done) {
             if (ev.truncated) {
@@ -1284,6 +1308,7 @@ server_start(Backend *b, char **why)
     g_autofree char *listen = NULL;
     g_autofree char *guest = NULL;
     g_autofree char *window = NULL;
+    g_autofree char *maxc = NULL;
     GPtrArray *argv = g_ptr_array_new();
     int status;
 
@@ -1304,8 +1329,13 @@ server_start(Backend *b, char **why)
     g_ptr_array_add(argv, "--password");
     g_ptr_array_add(argv, BENCH_PASSWORD);
     g_ptr_array_add(argv, "--backend");
-    g_ptr_array_add(argv, (char *)b->name);
-    if (opt_agent_window > 0 && strcmp(b->name, "native") == 0) {
+    g_ptr_array_add(argv, (char *)(b->backend ? b->backend : b->name));
+    if (b->max_clients > 1) {
+        maxc = g_strdup_printf("%u", b->max_clients);
+        g_ptr_array_add(argv, "--max-clients");
+        g_ptr_array_add(argv, maxc);
+    }
+    if (opt_agent_window > 0 && strcmp(b->backend ? b->backend : b->name, "native") == 0) {
         window = g_strdup_printf("%d", opt_agent_window);
         g_ptr_array_add(argv, "--agent-window");
         g_ptr_array_add(argv, window);
@@ -1890,6 +1920,222 @@ out:
 }
 
 /* ------------------------------------------------------------------------------ */
+/* many clients (native only): peak RSS with 1 and with N clients */
+
+typedef struct {
+    Backend *b;
+    VmcClient *client;
+    Pump pump;
+    gboolean open;
+    guint got;       /* MANY_TYPE messages received */
+    gboolean failed;
+} ManyClient;
+
+static void
+many_events(ManyClient *m)
+{
+    VmcClientEvent ev;
+
+    while (vmc_client_next_event(m->client, &ev)) {
+        switch (ev.type) {
+        case VMC_CLIENT_EV_AGENT_MESSAGE:
+            if (ev.agent.type == MANY_TYPE)
+                m->got++;
+            break;
+        case VMC_CLIENT_EV_LINK_FAILED:
+        case VMC_CLIENT_EV_PROTOCOL_ERROR:
+        case VMC_CLIENT_EV_AGENT_DISCONNECTED:
+            if (!m->failed)
+                note("[many] a client failed: %s", ev.detail ? ev.detail : "?");
+            m->failed = TRUE;
+            break;
+        default:
+            break;
+        }
+        vmc_client_event_clear(&ev);
+    }
+}
+
+static void
+many_read(Pump *p, const guint8 *buf, gsize len)
+{
+    ManyClient *m = p->data;
+
+    if (len == 0) {
+        vmc_client_feed_eof(m->client);
+        if (!m->failed)
+            note("[many] a client connection closed: %s",
+                 vmc_client_get_last_error(m->client) ? vmc_client_get_last_error(m->client)
+                                                      : "?");
+        m->failed = TRUE;
+        m->open = FALSE;
+        return;
+    }
+    vmc_client_feed(m->client, buf, len);
+    many_events(m);
+}
+
+static const guint8 *
+many_peek(Pump *p, gsize *len, gint64 *due)
+{
+    ManyClient *m = p->data;
+    return vmc_client_output(m->client, len);
+}
+
+static void
+many_consume(Pump *p, gsize n)
+{
+    ManyClient *m = p->data;
+    vmc_client_output_consume(m->client, n);
+}
+
+typedef struct {
+    ManyClient *cl;
+    guint from, to;  /* clients [from, to) */
+    guint want;      /* MANY_TYPE messages each must have (0: just started) */
+    guint agent_want;
+    Backend *b;
+} ManyCond;
+
+static gboolean
+many_ready(gpointer data)
+{
+    ManyCond *c = data;
+
+    if (c->b->ph.failed || c->b->many_rx < c->agent_want)
+        return c->b->ph.failed;
+    for (guint i = c->from; i < c->to; i++) {
+        ManyClient *m = &c->cl[i];
+        if (m->failed)
+            return TRUE;
+        if (!vmc_client_agent_started(m->client) || m->got < c->want)
+            return FALSE;
+    }
+    return TRUE;
+}
+
+static gboolean
+many_failed(ManyCond *c)
+{
+    if (c->b->ph.failed)
+        return TRUE;
+    for (guint i = c->from; i < c->to; i++) {
+        if (c->cl[i].failed)
+            return TRUE;
+    }
+    return FALSE;
+}
+
+/* Opens clients [from, to) and waits until each has started the agent. */
+static gboolean
+many_connect(Backend *b, ManyClient *cl, guint from, guint to)
+{
+    ManyCond c = {cl, from, to, 0, 0, b};
+
+    for (guint i = from; i < to; i++) {
+        ManyClient *m = &cl[i];
+        VmcClientConfig cfg;
+        int fd = server_connect(b);
+
+        if (fd < 0) {
+            g_printerr("[many] connect: %s\n", g_strerror(errno));
+            return FALSE;
+        }
+        vmc_client_config_init(&cfg);
+        cfg.password = BENCH_PASSWORD;
+        cfg.agent_data_messages = FALSE;
+        m->b = b;
+        m->client = vmc_client_new(&cfg);
+        pump_add(&m->pump, fd, m, many_read, many_peek, many_consume);
+        m->open = TRUE;
+    }
+    return loop_run(many_ready, &c, timeout_ns()) && !many_failed(&c);
+}
+
+/* Each client in [from, to) sends one message to the agent; then the agent sends one,
+ * which every client in [0, to) must receive. */
+static gboolean
+many_exchange(Backend *b, ManyClient *cl, guint from, guint to)
+{
+    guint8 payload[MANY_PAYLOAD];
+    ManyCond c = {cl, 0, to, 0, b->many_rx + (to - from), b};
+
+    memcpy(payload, pool_at(7), sizeof(payload));
+    for (guint i = from; i < to; i++)
+        vmc_client_send_agent_message(cl[i].client, MANY_TYPE, i, payload, sizeof(payload));
+    if (!loop_run(many_ready, &c, timeout_ns()) || many_failed(&c))
+        return FALSE;
+    for (guint i = 0; i < to; i++)
+        cl[i].got = 0;
+    vmc_agent_peer_send(b->agent, VMC_PORT_CLIENT, MANY_TYPE, 0, payload, sizeof(payload));
+    c.want = 1;
+    return loop_run(many_ready, &c, timeout_ns()) && !many_failed(&c);
+}
+
+static void
+run_many(guint round)
+{
+    static Backend mb = {.name = "many", .backend = "native"};
+    guint n = (guint)opt_clients;
+    ManyClient *cl = g_new0(ManyClient, n);
+    g_autofree char *why = NULL;
+    guint64 kb1, kbn;
+    gint64 t0, t1;
+
+    mb.agent_pump.fd = mb.client_pump.fd = -1;
+    mb.max_clients = n;
+    mb.many_rx = 0;
+    phase_reset(&mb, MODE_IDLE, 0);
+    if (!server_start(&mb, &why)) {
+        g_printerr("[many] cannot run: %s\n", why);
+        g_free(cl);
+        return;
+    }
+    /* one client, one message each way */
+    if (!many_connect(&mb, cl, 0, 1) || !many_exchange(&mb, cl, 0, 1)) {
+        g_printerr("[many] the first client did not get through\n");
+        goto out;
+    }
+    settle(&mb);
+    kb1 = proc_status_kb(mb.pid, "VmHWM");
+    /* the other n - 1, linked back to back */
+    t0 = now_ns();
+    if (!many_connect(&mb, cl, 1, n)) {
+        g_printerr("[many] not all %u clients linked\n", n);
+        goto out;
+    }
+    t1 = now_ns();
+    if (!many_exchange(&mb, cl, 1, n)) {
+        guint short_of = 0;
+        for (guint i = 0; i < n; i++)
+            short_of += cl[i].got < 1;
+        g_printerr("[many] the message exchange with %u clients failed: the agent got %u of %u "
+                   "messages, %u clients lack the agent's\n", n, mb.many_rx, n, short_of);
+        goto out;
+    }
+    settle(&mb);
+    kbn = proc_status_kb(mb.pid, "VmHWM");
+    note("[many] VmHWM %" G_GUINT64_FORMAT " kB with 1 client, %" G_GUINT64_FORMAT
+         " kB with %u (VmRSS now %" G_GUINT64_FORMAT " kB); %u links in %.0f ms", kb1, kbn, n,
+         proc_status_kb(mb.pid, "VmRSS"), n - 1, (double)(t1 - t0) / 1e6);
+    g_array_index(many_values[MANY_RSS1], double, round) = (double)kb1 / 1000.0;
+    g_array_index(many_values[MANY_RSSN], double, round) = (double)kbn / 1000.0;
+    if (n > 1)
+        g_array_index(many_values[MANY_PER_CLIENT], double, round) =
+            ((double)kbn - (double)kb1) * 1.024 / (n - 1); /* kB (1024) -> KB (1000) */
+    g_array_index(many_values[MANY_LINKS], double, round) = (double)(t1 - t0) / 1e6;
+out:
+    for (guint i = 0; i < n; i++) {
+        if (cl[i].client) {
+            pump_remove(&cl[i].pump);
+            vmc_client_free(cl[i].client);
+        }
+    }
+    g_free(cl);
+    server_stop(&mb);
+}
+
+/* ------------------------------------------------------------------------------ */
 /* the table */
 
 typedef struct {
@@ -2003,6 +2249,18 @@ print_table(Backend *nat, Backend *ref)
         }
         print_row(label, v, "", "", share ? share : "(physical reference)");
     }
+    for (int i = 0; i < N_MANYS; i++) {
+        Stat st = stat_of(many_values[i]);
+        g_autofree char *label = g_strdup_printf("%s, %s", many_labels[i], many_units[i]);
+        g_autofree char *v = NULL;
+        g_autofree char *what = NULL;
+
+        if (st.n == 0)
+            continue;
+        v = fmt_stat(st, many_decimals[i]);
+        what = g_strdup_printf("native, N = %d", opt_clients);
+        print_row(label, v, "n/a (one client)", "", what);
+    }
     return all_met;
 }
 
@@ -2085,8 +2343,10 @@ main(int argc, char **argv)
         opt_mib = 8;
         opt_echo = 300;
         opt_links = 5;
+        opt_clients = 10;
     }
     if (opt_rounds < 1 || opt_mib < 1 || opt_echo < 1 || opt_links < 1 || opt_delay_ms < 0 ||
+        opt_clients < 1 || opt_clients > 1000 ||
         opt_agent_chunk < 0 || opt_timeout < 1) {
         g_printerr("bad option value\n");
         return 2;
@@ -2097,7 +2357,8 @@ main(int argc, char **argv)
         return 2;
     }
     if (opt_only) {
-        static const char *const names[] = {"link", "c2a", "a2c", "echo", "delay", "limit"};
+        static const char *const names[] = {"link",  "c2a",   "a2c", "echo",
+                                            "delay", "limit", "many"};
         g_auto(GStrv) parts = g_strsplit(opt_only, ",", 0);
         only = 0;
         for (guint i = 0; parts[i]; i++) {
@@ -2148,6 +2409,13 @@ main(int argc, char **argv)
         for (int r = 0; r < opt_rounds; r++) {
             double nan = NAN;
             g_array_append_val(lim_values[i], nan);
+        }
+    }
+    for (int i = 0; i < N_MANYS; i++) {
+        many_values[i] = g_array_new(FALSE, FALSE, sizeof(double));
+        for (int r = 0; r < opt_rounds; r++) {
+            double nan = NAN;
+            g_array_append_val(many_values[i], nan);
         }
     }
 
@@ -2201,6 +2469,8 @@ main(int argc, char **argv)
             server_stop(order[k]);
         if (only & ONLY_LIMIT)
             run_limit(round);
+        if ((only & ONLY_MANY) && backends[0].available)
+            run_many(round);
     }
 
     Backend *nat = &backends[0], *ref = &backends[1];
