@@ -153,11 +153,14 @@ now_ns(void)
 }
 
 /* ------------------------------------------------------------------------------ */
-/* a stream checksum: the same value whatever the read sizes were */
+/* a stream checksum: the same value whatever the read sizes were. Four lanes (word i
+ * goes to lane i % 4) so the multiplications do not wait for each other: the bench's
+ * own CPU per byte should be as small as possible, in every run alike. */
 
 typedef struct {
-    guint64 h;
+    guint64 h[4];
     guint64 bytes;
+    guint lane;      /* lane of the next whole word */
     guint8 part[8];
     guint npart;
 } Sum;
@@ -166,13 +169,24 @@ static void
 sum_init(Sum *s)
 {
     memset(s, 0, sizeof(*s));
-    s->h = G_GUINT64_CONSTANT(0xcbf29ce484222325);
+    for (int i = 0; i < 4; i++)
+        s->h[i] = G_GUINT64_CONSTANT(0xcbf29ce484222325) + (guint64)i;
 }
 
 static inline guint64
 mix(guint64 h, guint64 w)
 {
     return (h ^ w) * G_GUINT64_CONSTANT(0x100000001b3);
+}
+
+static inline void
+sum_word(Sum *s, const guint8 *p)
+{
+    guint64 w;
+
+    memcpy(&w, p, 8);
+    s->h[s->lane] = mix(s->h[s->lane], w);
+    s->lane = (s->lane + 1) & 3;
 }
 
 static void
@@ -187,15 +201,31 @@ sum_feed(Sum *s, const guint8 *p, gsize n)
         n -= take;
         if (s->npart < 8)
             return;
-        guint64 w;
-        memcpy(&w, s->part, 8);
-        s->h = mix(s->h, w);
+        sum_word(s, s->part);
         s->npart = 0;
     }
+    while (n >= 8 && s->lane != 0) {
+        sum_word(s, p);
+        p += 8;
+        n -= 8;
+    }
+    if (n >= 32) {
+        guint64 h0 = s->h[0], h1 = s->h[1], h2 = s->h[2], h3 = s->h[3];
+        for (; n >= 32; p += 32, n -= 32) {
+            guint64 w[4];
+            memcpy(w, p, 32);
+            h0 = mix(h0, w[0]);
+            h1 = mix(h1, w[1]);
+            h2 = mix(h2, w[2]);
+            h3 = mix(h3, w[3]);
+        }
+        s->h[0] = h0;
+        s->h[1] = h1;
+        s->h[2] = h2;
+        s->h[3] = h3;
+    }
     while (n >= 8) {
-        guint64 w;
-        memcpy(&w, p, 8);
-        s->h = mix(s->h, w);
+        sum_word(s, p);
         p += 8;
         n -= 8;
     }
@@ -206,7 +236,7 @@ sum_feed(Sum *s, const guint8 *p, gsize n)
 static guint64
 sum_value(const Sum *s)
 {
-    guint64 h = s->h;
+    guint64 h = mix(mix(mix(s->h[0], s->h[1]), s->h[2]), s->h[3]);
     guint8 last[8] = {0};
 
     if (s->npart > 0) {
@@ -797,25 +827,48 @@ phase_finished(gpointer data)
 /* ---- the bulk payload ---- */
 
 static guint8 scratch[MSG_PAYLOAD];
+#define N_MSGS 16u
+static guint8 *msgs; /* N_MSGS full-size payloads, made once: no copy per message */
 
-/* The next bulk message's payload (a FILE_XFER_DATA body: id, size, data). */
-static gsize
-make_payload(Phase *ph)
+/* A FILE_XFER_DATA body: id 1, size, then pool data from `src`. */
+static void
+fill_payload(guint8 *p, const guint8 *src, gsize len)
 {
-    gsize len = (gsize)MIN((guint64)MSG_PAYLOAD, ph->total - ph->queued);
-
-    memcpy(scratch, pool_at(ph->msgs_queued), len);
+    memcpy(p, src, len);
     if (len >= 12) {
-        guint8 *p = scratch;
         guint64 size = len - 12;
         p[0] = 1; p[1] = 0; p[2] = 0; p[3] = 0;   /* xfer id 1 */
         for (int i = 0; i < 8; i++)
             p[4 + i] = (guint8)(size >> (8 * i));
     }
-    sum_feed(&ph->tx, scratch, len);
+}
+
+static void
+msgs_init(void)
+{
+    msgs = g_malloc((gsize)N_MSGS * MSG_PAYLOAD);
+    for (guint i = 0; i < N_MSGS; i++)
+        fill_payload(msgs + (gsize)i * MSG_PAYLOAD, pool_at(i), MSG_PAYLOAD);
+}
+
+/* The next bulk message's payload (borrowed until the next call). */
+static const guint8 *
+make_payload(Phase *ph, gsize *len_out)
+{
+    gsize len = (gsize)MIN((guint64)MSG_PAYLOAD, ph->total - ph->queued);
+    const guint8 *p;
+
+    if (len == MSG_PAYLOAD) {
+        p = msgs + (gsize)(ph->msgs_queued % N_MSGS) * MSG_PAYLOAD;
+    } else {
+        fill_payload(scratch, pool_at(ph->msgs_queued), len);
+        p = scratch;
+    }
+    sum_feed(&ph->tx, p, len);
     ph->queued += len;
     ph->msgs_queued++;
-    return len;
+    *len_out = len;
+    return p;
 }
 
 static void
@@ -897,8 +950,9 @@ phase_feed(gpointer data)
             vmc_client_output(b->client, &out_len);
             if (vmc_client_agent_pending(b->client) + out_len >= SEND_AHEAD)
                 break;
-            gsize len = make_payload(ph);
-            vmc_client_send_agent_message(b->client, BENCH_TYPE, ph->tag, scratch, len);
+            gsize len;
+            const guint8 *p = make_payload(ph, &len);
+            vmc_client_send_agent_message(b->client, BENCH_TYPE, ph->tag, p, len);
         }
         break;
     case MODE_A2C:
@@ -907,8 +961,9 @@ phase_feed(gpointer data)
             vmc_agent_peer_output(b->agent, &out_len);
             if (out_len >= SEND_AHEAD)
                 break;
-            gsize len = make_payload(ph);
-            vmc_agent_peer_send(b->agent, VMC_PORT_CLIENT, BENCH_TYPE, ph->tag, scratch, len);
+            gsize len;
+            const guint8 *p = make_payload(ph, &len);
+            vmc_agent_peer_send(b->agent, VMC_PORT_CLIENT, BENCH_TYPE, ph->tag, p, len);
         }
         break;
     case MODE_WARM:
@@ -2385,6 +2440,7 @@ main(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     pool_init();
+    msgs_init();
     read_buf = g_malloc(READ_BUF);
     tmp_dir = g_dir_make_tmp("vmc-bench-XXXXXX", &error);
     if (!tmp_dir) {
