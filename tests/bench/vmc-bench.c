@@ -851,23 +851,41 @@ msgs_init(void)
         fill_payload(msgs + (gsize)i * MSG_PAYLOAD, pool_at(i), MSG_PAYLOAD);
 }
 
+/* Payload `index` of a bulk run of `total` bytes (borrowed until the next call). */
+static const guint8 *
+payload_at(guint64 index, guint64 total, gsize *len_out)
+{
+    gsize len = (gsize)MIN((guint64)MSG_PAYLOAD, total - index * MSG_PAYLOAD);
+
+    *len_out = len;
+    if (len == MSG_PAYLOAD)
+        return msgs + (gsize)(index % N_MSGS) * MSG_PAYLOAD;
+    fill_payload(scratch, pool_at(index), len);
+    return scratch;
+}
+
+/* The checksum the receiver must reach, computed before the run (the sender does no
+ * per-byte work of its own but the protocol's). */
+static void
+expect_sum(Phase *ph)
+{
+    guint64 n = (ph->total + MSG_PAYLOAD - 1) / MSG_PAYLOAD;
+
+    for (guint64 i = 0; i < n; i++) {
+        gsize len;
+        const guint8 *p = payload_at(i, ph->total, &len);
+        sum_feed(&ph->tx, p, len);
+    }
+}
+
 /* The next bulk message's payload (borrowed until the next call). */
 static const guint8 *
 make_payload(Phase *ph, gsize *len_out)
 {
-    gsize len = (gsize)MIN((guint64)MSG_PAYLOAD, ph->total - ph->queued);
-    const guint8 *p;
+    const guint8 *p = payload_at(ph->msgs_queued, ph->total, len_out);
 
-    if (len == MSG_PAYLOAD) {
-        p = msgs + (gsize)(ph->msgs_queued % N_MSGS) * MSG_PAYLOAD;
-    } else {
-        fill_payload(scratch, pool_at(ph->msgs_queued), len);
-        p = scratch;
-    }
-    sum_feed(&ph->tx, p, len);
-    ph->queued += len;
+    ph->queued += *len_out;
     ph->msgs_queued++;
-    *len_out = len;
     return p;
 }
 
@@ -1603,6 +1621,7 @@ static double
 bulk(Backend *b, Mode mode, guint64 total, double *cpu_ms_per_mib, double *self_ms_per_mib)
 {
     phase_reset(b, mode, total);
+    expect_sum(&b->ph);
     guint64 s0 = self_cpu_ns();
     guint64 c0 = proc_cpu_ns(b->pid);
     gint64 t0 = now_ns();
@@ -1796,8 +1815,6 @@ static void
 raw_consume(Pump *p, gsize n)
 {
     Raw *r = p->data;
-    /* n never crosses a slice boundary: peek returns at most the rest of one */
-    sum_feed(&r->tx, pool_at(r->sent / MSG_PAYLOAD) + r->sent % MSG_PAYLOAD, n);
     r->sent += n;
 }
 
@@ -1850,6 +1867,9 @@ raw_run(int src_fd, int dst_fd, guint64 total, pid_t relay, double *cpu_ms_per_m
     r.total = total;
     sum_init(&r.tx);
     sum_init(&r.rx);
+    /* the expected checksum, before the run (as for the protocol runs) */
+    for (guint64 off = 0; off < total; off += MSG_PAYLOAD)
+        sum_feed(&r.tx, pool_at(off / MSG_PAYLOAD), (gsize)MIN((guint64)MSG_PAYLOAD, total - off));
     pump_add(&r.src, src_fd, &r, raw_read_none, raw_peek, raw_consume);
     pump_add(&r.dst, dst_fd, &r, raw_read, raw_peek_none, raw_consume_none);
     guint64 s0 = self_cpu_ns();
