@@ -172,7 +172,7 @@ vmc_describe_agent_message(const VmcDescribeCtx *ctx, guint32 type, guint64 opaq
         break;
     case VD_AGENT_ANNOUNCE_CAPABILITIES:
         if (len >= 4) {
-            guint32 words[8];
+            guint32 words[8] = {0};
             gsize n = MIN((len - 4) / 4, G_N_ELEMENTS(words));
             for (gsize i = 0; i < n; i++)
                 words[i] = vmc_get_u32le(p + 4 + 4 * i);
