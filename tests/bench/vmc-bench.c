@@ -60,6 +60,7 @@
 #define RELAY_MAX_HELD (64u * 1024u * 1024u)
 #define MANY_TYPE 0x7E57u            /* an agent message type nobody interprets: forwarded */
 #define MANY_PAYLOAD 64u
+#define MANY_ECHO G_GUINT64_CONSTANT(0x8000000000000000) /* opaque bit: the agent echoes it */
 #define NS_PER_S G_GINT64_CONSTANT(1000000000)
 #define NS_PER_MS G_GINT64_CONSTANT(1000000)
 
@@ -694,12 +695,12 @@ static const int lim_decimals[N_LIMS] = {1, 1, 2, 2, 0, 0};
 static GArray *lim_values[N_LIMS];
 
 /* native only: one server with --max-clients N */
-enum { MANY_RSS1, MANY_RSSN, MANY_PER_CLIENT, MANY_LINKS, N_MANYS };
+enum { MANY_RSS1, MANY_RSSN, MANY_PER_CLIENT, MANY_LINKS, MANY_ECHO_MAX, N_MANYS };
 static const char *const many_labels[N_MANYS] = {
     "peak RSS, 1 client of N max", "peak RSS, N clients", "peak RSS per added client",
-    "N - 1 links back to back"};
-static const char *const many_units[N_MANYS] = {"MB", "MB", "KB", "ms"};
-static const int many_decimals[N_MANYS] = {1, 1, 1, 0};
+    "N - 1 links back to back", "echo max meanwhile (1st client)"};
+static const char *const many_units[N_MANYS] = {"MB", "MB", "KB", "ms", "ms"};
+static const int many_decimals[N_MANYS] = {1, 1, 1, 0, 2};
 static GArray *many_values[N_MANYS];
 
 /* ------------------------------------------------------------------------------ */
@@ -1114,7 +1115,14 @@ agent_events(Backend *b)
             note("[%s] agent saw a framing violation: %s", b->name, ev.detail);
         } else if (ev.type == VMC_AGENT_PEER_EV_MESSAGE && ev.port == VMC_PORT_CLIENT &&
                    ev.header.type == MANY_TYPE) {
-            b->many_rx++;
+            if (ev.header.opaque & MANY_ECHO) {
+                gsize len;
+                const guint8 *d = g_bytes_get_data(ev.body, &len);
+                vmc_agent_peer_send(b->agent, VMC_PORT_CLIENT, MANY_TYPE, ev.header.opaque, d,
+                                    len);
+            } else {
+                b->many_rx++;
+            }
         } else if (ev.type == VMC_AGENT_PEER_EV_MESSAGE && ev.port == VMC_PORT_CLIENT &&
                    ev.header.type == BENCH_TYPE && ev.header.opaque == b->ph.tag &&
                    !b->ph.done) {
@@ -2004,6 +2012,13 @@ typedef struct {
     gboolean open;
     guint got;       /* MANY_TYPE messages received */
     gboolean failed;
+    /* the first client's echo probes while the others link */
+    gboolean probing;
+    gboolean probe_out;
+    gint64 probe_t0;
+    gint64 probe_next;  /* probes are 2 ms apart, not to load the server themselves */
+    gint64 probe_max;
+    guint probes;
 } ManyClient;
 
 static void
@@ -2014,8 +2029,16 @@ many_events(ManyClient *m)
     while (vmc_client_next_event(m->client, &ev)) {
         switch (ev.type) {
         case VMC_CLIENT_EV_AGENT_MESSAGE:
-            if (ev.agent.type == MANY_TYPE)
+            if (ev.agent.type != MANY_TYPE)
+                break;
+            if (!(ev.agent.opaque & MANY_ECHO)) {
                 m->got++;
+            } else if (m->probing && m->probe_out && ev.agent.opaque == (MANY_ECHO | m->probes)) {
+                gint64 t = now_ns();
+                m->probe_max = MAX(m->probe_max, t - m->probe_t0);
+                m->probe_out = FALSE;
+                m->probe_next = t + 2 * NS_PER_MS;
+            }
             break;
         case VMC_CLIENT_EV_LINK_FAILED:
         case VMC_CLIENT_EV_PROTOCOL_ERROR:
@@ -2054,6 +2077,9 @@ static const guint8 *
 many_peek(Pump *p, gsize *len, gint64 *due)
 {
     ManyClient *m = p->data;
+
+    if (m->probing && !m->probe_out)
+        *due = m->probe_next; /* wakes the loop for the next probe */
     return vmc_client_output(m->client, len);
 }
 
@@ -2099,6 +2125,22 @@ many_failed(ManyCond *c)
             return TRUE;
     }
     return FALSE;
+}
+
+/* Keeps one echo probe in flight from the probing client. */
+static void
+many_feed(gpointer data)
+{
+    ManyClient *m = data;
+    guint8 payload[MANY_PAYLOAD] = {0};
+
+    if (!m->probing || m->probe_out || m->failed || now_ns() < m->probe_next)
+        return;
+    m->probes++;
+    m->probe_out = TRUE;
+    m->probe_t0 = now_ns();
+    vmc_client_send_agent_message(m->client, MANY_TYPE, MANY_ECHO | m->probes, payload,
+                                  sizeof(payload));
 }
 
 /* Opens clients [from, to) and waits until each has started the agent. */
@@ -2173,13 +2215,20 @@ run_many(guint round)
     }
     settle(&mb);
     kb1 = proc_status_kb(mb.pid, "VmHWM");
-    /* the other n - 1, linked back to back */
+    /* the other n - 1, linked back to back, while the first one echoes: how long the
+     * server's loop stalls meanwhile (key generation, link work) */
+    cl[0].probing = TRUE;
+    loop_feed = many_feed;
+    loop_feed_data = &cl[0];
     t0 = now_ns();
-    if (!many_connect(&mb, cl, 1, n)) {
+    gboolean linked = many_connect(&mb, cl, 1, n);
+    t1 = now_ns();
+    loop_feed = NULL;
+    cl[0].probing = FALSE;
+    if (!linked) {
         g_printerr("[many] not all %u clients linked\n", n);
         goto out;
     }
-    t1 = now_ns();
     if (!many_exchange(&mb, cl, 1, n)) {
         guint short_of = 0;
         for (guint i = 0; i < n; i++)
@@ -2191,14 +2240,17 @@ run_many(guint round)
     settle(&mb);
     kbn = proc_status_kb(mb.pid, "VmHWM");
     note("[many] VmHWM %" G_GUINT64_FORMAT " kB with 1 client, %" G_GUINT64_FORMAT
-         " kB with %u (VmRSS now %" G_GUINT64_FORMAT " kB); %u links in %.0f ms", kb1, kbn, n,
-         proc_status_kb(mb.pid, "VmRSS"), n - 1, (double)(t1 - t0) / 1e6);
+         " kB with %u (VmRSS now %" G_GUINT64_FORMAT " kB); %u links in %.0f ms, %u echoes "
+         "meanwhile, max %.2f ms", kb1, kbn, n, proc_status_kb(mb.pid, "VmRSS"), n - 1,
+         (double)(t1 - t0) / 1e6, cl[0].probes, (double)cl[0].probe_max / 1e6);
     g_array_index(many_values[MANY_RSS1], double, round) = (double)kb1 / 1000.0;
     g_array_index(many_values[MANY_RSSN], double, round) = (double)kbn / 1000.0;
     if (n > 1)
         g_array_index(many_values[MANY_PER_CLIENT], double, round) =
             ((double)kbn - (double)kb1) * 1.024 / (n - 1); /* kB (1024) -> KB (1000) */
     g_array_index(many_values[MANY_LINKS], double, round) = (double)(t1 - t0) / 1e6;
+    if (cl[0].probes > 1)
+        g_array_index(many_values[MANY_ECHO_MAX], double, round) = (double)cl[0].probe_max / 1e6;
 out:
     for (guint i = 0; i < n; i++) {
         if (cl[i].client) {
