@@ -170,7 +170,10 @@ fz_pop(Fz *f, guint k, guint max)
             g_assert(vmc_get_u32le(m.data) > 0);
             g_assert(vmc_get_u32le(m.data) <= f->cfg.agent_window ||
                      m.type == SPICE_MSG_MAIN_AGENT_TOKEN);
-            fz_asm_reset(&f->client_rx[k]);
+            /* spice-gtk keeps its reassembly across AGENT_TOKEN, which may come
+             * between two AGENT_DATA of one message */
+            if (m.type == SPICE_MSG_MAIN_AGENT_CONNECTED_TOKENS)
+                fz_asm_reset(&f->client_rx[k]);
             break;
         case SPICE_MSG_MAIN_AGENT_CONNECTED:
             g_assert(m.len == 0);
