@@ -1369,6 +1369,57 @@ test_leave_last_during_filler(Fx *fx, gconstpointer data)
     assert_guest_nothing(fx);
 }
 
+static void
+test_leave_agent_reconnect(Fx *fx, gconstpointer data)
+{
+    g_autoptr(GByteArray) caps = mt_caps(1, GTK_CAPS);
+    g_autoptr(GByteArray) agent_open = mt_caps(1, AGENT_CAPS);
+    g_autoptr(GByteArray) answer = mt_caps(0, AGENT_CAPS);
+    g_autoptr(GByteArray) grab0 = grab_msg(0, 0, 1);
+    g_autoptr(GPtrArray) g = NULL;
+    g_autoptr(GPtrArray) got = NULL;
+    guint32 a, b;
+
+    a = first_client(fx);
+    b = next_client(fx, GTK_CAPS);
+    {
+        g_autoptr(GByteArray) m = grab_msg(0, 0, 1);
+
+        agent_send(fx, m); /* counters move to 1 */
+        g_ptr_array_unref(client_take(fx, a));
+        g_ptr_array_unref(client_take(fx, b));
+    }
+    /* the agent restarts: everything about it is forgotten; spice-gtk resets its
+     * counters on AGENT_DISCONNECTED and starts again */
+    vmc_mux_guest_disconnected(fx->mux);
+    vmc_mux_guest_connected(fx->mux);
+    g_ptr_array_unref(client_take(fx, a));
+    g_ptr_array_unref(client_take(fx, b));
+    agent_send(fx, agent_open); /* it announces on open; nobody started yet */
+    mt_start(fx->mux, a, ~0u);
+    mt_start(fx->mux, b, ~0u);
+    send(fx, a, caps);
+    send(fx, b, caps);
+    /* a's request goes through, b is answered from the cache (the agent's open) */
+    g = guest_take(fx);
+    g_assert_cmpuint(g->len, ==, 1);
+    assert_msg(gm(g, 0)->m, caps);
+    got = client_take(fx, b);
+    g_assert_cmpuint(got->len, ==, 1);
+    assert_msg(cm(got, 0), answer);
+    agent_send(fx, answer);
+    g_ptr_array_unref(client_take(fx, a));
+    g_ptr_array_unref(client_take(fx, b));
+    /* serials start again at 0 on both sides */
+    agent_send(fx, grab0);
+    g_ptr_array_unref(got);
+    got = client_take(fx, a);
+    assert_msg(cm(got, 0), grab0);
+    g_ptr_array_unref(got);
+    got = client_take(fx, b);
+    assert_msg(cm(got, 0), grab0);
+}
+
 /* ========================================================================= */
 /* 6. fairness and isolation */
 
@@ -2011,6 +2062,7 @@ main(int argc, char **argv)
     ADD("/mux-share/leave/stall-cutoff", test_leave_stall_cutoff);
     ADD("/mux-share/leave/filler-too-large", test_leave_filler_too_large);
     ADD("/mux-share/leave/last-during-filler", test_leave_last_during_filler);
+    ADD("/mux-share/leave/agent-reconnect", test_leave_agent_reconnect);
 
     g_test_add_func("/mux-share/fair/round-robin", test_fair_round_robin);
     g_test_add_func("/mux-share/fair/no-token-grant", test_fair_no_token_grant);
