@@ -1385,6 +1385,7 @@ typedef struct {
     gboolean closed;
     gdouble t0;
     VmcDescribeCtx dctx;
+    char *ready_file; /* created once the port is open and our caps are on the wire */
 } Agent;
 
 static void
@@ -1692,6 +1693,11 @@ agent_state(VmcAgentConn *ac, gboolean open, gpointer user_data)
         g_hash_table_remove_all(a->xfers);
         if (a->announce)
             agent_caps(a, TRUE);
+        if (a->ready_file) {
+            if (vmc_agent_conn_get_io(a->ac))
+                vmc_io_conn_flush_now(vmc_agent_conn_get_io(a->ac));
+            g_file_set_contents(a->ready_file, "ready\n", -1, NULL);
+        }
     } else {
         agent_print(a, "port closed");
         g_hash_table_remove_all(a->xfers);
@@ -1709,7 +1715,7 @@ agent_done(gpointer user_data)
 static int
 cmd_agent(int argc, char **argv)
 {
-    g_autofree char *caps_s = NULL, *save_dir = NULL, *clipboard = NULL;
+    g_autofree char *caps_s = NULL, *save_dir = NULL, *clipboard = NULL, *ready_file = NULL;
     gboolean echo = FALSE, no_announce = FALSE, no_fetch = FALSE, quiet = FALSE;
     gboolean once = FALSE, strict = FALSE, no_file_xfer = FALSE;
     gint max_chunk = VMC_CHUNK_MAX_PAYLOAD, count = 0, duration = 0;
@@ -1741,6 +1747,9 @@ cmd_agent(int argc, char **argv)
         {"strict", 0, 0, G_OPTION_ARG_NONE, &strict,
          "Exit with status 1 if the server broke a framing rule", NULL},
         {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "Print nothing per message", NULL},
+        {"ready-file", 0, 0, G_OPTION_ARG_FILENAME, &ready_file,
+         "Create FILE once the port is open and the capabilities are sent (for scripts)",
+         "FILE"},
         {NULL}};
     g_autoptr(GOptionContext) octx = make_context(
         "--guest SPEC", "Act as the guest agent on the port: capabilities, file transfers, "
@@ -1772,6 +1781,7 @@ cmd_agent(int argc, char **argv)
     a.announce = !no_announce;
     a.quiet = quiet;
     a.no_file_xfer = no_file_xfer;
+    a.ready_file = ready_file;
     a.max_count = (guint64)count;
     a.xfers = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, xfer_free);
     a.t0 = now_s();

@@ -468,8 +468,13 @@ test_record_replay(gconstpointer data)
     g_assert_no_error(error);
     g_autofree char *save2 = g_build_filename(l.dir, "save2", NULL);
     g_mkdir(save2, 0755);
+    /* the trace starts with the agent already there (its first caps request went to
+     * no client): wait for the agent before the replayed client links */
+    g_autofree char *agent_ready = g_build_filename(l.dir, "agent2.ready", NULL);
     agent = client_spawn(&l, "agent2.log", (const char *const[]){
-        "agent", "--guest", l.srv->guest, "--save-dir", save2, NULL});
+        "agent", "--guest", l.srv->guest, "--save-dir", save2, "--ready-file", agent_ready,
+        NULL});
+    g_assert_true(vmc_io_wait(l.ctx, file_exists, agent_ready, VMC_TEST_TIMEOUT));
     r = client_run((const char *const[]){"replay", trace, "--as", "client", "--connect",
                                          l.srv->listen, NULL});
     g_assert_cmpint(r.status, ==, 0);
@@ -510,8 +515,10 @@ test_record_replay(gconstpointer data)
     live_stop_server(&l);
     l.srv = vmc_test_server_start(backend, FALSE, NULL, l.ctx, &error);
     g_assert_no_error(error);
+    g_autofree char *agent3_ready = g_build_filename(l.dir, "agent3.ready", NULL);
     agent = client_spawn(&l, "agent3.log", (const char *const[]){
-        "agent", "--guest", l.srv->guest, "--no-file-xfer", NULL});
+        "agent", "--guest", l.srv->guest, "--no-file-xfer", "--ready-file", agent3_ready, NULL});
+    g_assert_true(vmc_io_wait(l.ctx, file_exists, agent3_ready, VMC_TEST_TIMEOUT));
     r = client_run((const char *const[]){"replay", trace, "--as", "client", "--connect",
                                          l.srv->listen, "--timeout", "3000", NULL});
     g_assert_cmpint(r.status, ==, 1);
