@@ -245,7 +245,7 @@ struct _VmcTicketPool {
     GPtrArray *workers; /* Worker*: running or done, not joined yet */
     guint running;     /* workers not done */
     guint busy;        /* keys being made right now */
-    guint max_workers; /* while a taker waits; otherwise one */
+    guint max_workers; /* one per CPU, at most MAX_WORKERS */
     gboolean waiting;  /* a take_nowait() gave no key: notify when one is made */
     gboolean failed;   /* the last generation by a worker failed */
     guint64 misses;
@@ -311,7 +311,8 @@ pool_worker(gpointer data)
 }
 
 /* Called with the lock held: joins finished workers, starts the ones the deficit needs
- * (one, or up to max_workers while a taker waits). */
+ * (one per missing key, up to max_workers: they run at the lowest priority, so they
+ * only take CPU time the protocol thread leaves). */
 static void
 pool_kick(VmcTicketPool *pool)
 {
@@ -333,7 +334,7 @@ pool_kick(VmcTicketPool *pool)
     deficit = pool->target > pool_count(pool) + pool->busy
                   ? pool->target - pool_count(pool) - pool->busy
                   : 0;
-    want = MIN(pool->waiting ? pool->max_workers : 1u, deficit);
+    want = MIN(pool->max_workers, deficit);
     while (pool->running < want) {
         GError *error = NULL;
         Worker *w = g_new0(Worker, 1);

@@ -6,11 +6,12 @@
  * link reply. A key that served two links would let a captured ticket be replayed on
  * the second. Generating RSA-1024 costs 5-20 ms, which is what makes a
  * libspice-server link slow (~17 ms); the pool moves that work off the link path:
- * worker threads keep `target` keys ready and touch nothing but the pool's own locked
- * queue (no protocol state; towards the main loop only a thread-safe wake-up of the
- * attached context). When the pool runs dry, an attached pool makes the link wait for
- * the workers instead of generating a key on the caller's thread. Every key is handed
- * out once and freed by its user.
+ * worker threads (lowest priority, one per missing key up to one per CPU) keep `target`
+ * keys ready and touch nothing but the pool's own locked queue (no protocol state;
+ * towards the main loop only a thread-safe wake-up of the attached context). When the
+ * pool runs dry, an attached pool makes the link wait for the workers instead of
+ * generating a key on the caller's thread. Every key is handed out once and freed by
+ * its user.
  */
 #pragma once
 
