@@ -14,24 +14,6 @@
 
 #define SENTINEL 0xA5
 
-static GBytes *
-hex_bytes(const char *hex)
-{
-    return g_byte_array_free_to_bytes(vmc_test_hex(hex));
-}
-
-static gboolean
-all_bytes_are(gconstpointer p, gsize n, guint8 v)
-{
-    const guint8 *b = p;
-
-    for (gsize i = 0; i < n; i++) {
-        if (b[i] != v)
-            return FALSE;
-    }
-    return TRUE;
-}
-
 static VmcDecodeResult
 guarded_decode(const guint8 *data, gsize len, gboolean mini, VmcDataHeader *out,
                gsize *consumed)
@@ -44,7 +26,7 @@ guarded_decode(const guint8 *data, gsize len, gboolean mini, VmcDataHeader *out,
     r = vmc_data_header_decode(g, len, mini, out, consumed);
     vmc_test_guarded_free(g, len);
     if (r != VMC_DECODE_OK) {
-        g_assert_true(all_bytes_are(out, sizeof *out, SENTINEL));
+        g_assert_true(vmc_test_all_bytes_are(out, sizeof *out, SENTINEL));
         g_assert_cmpuint(*consumed, ==, 0xdeadbeef);
     }
     return r;
@@ -97,7 +79,7 @@ static void
 test_vector(gconstpointer data)
 {
     const HeaderVector *v = data;
-    g_autoptr(GBytes) b = hex_bytes(v->hex);
+    g_autoptr(GBytes) b = vmc_test_hex_bytes(v->hex);
     const guint8 *bytes = g_bytes_get_data(b, NULL);
     gsize len = g_bytes_get_size(b);
     VmcDataHeader want = { v->serial, v->type, v->size, v->sub_list };
@@ -225,7 +207,7 @@ test_agent_data_huge_sizes(void)
 static void
 test_stream_framing(void)
 {
-    g_autoptr(GBytes) stream = hex_bytes(
+    g_autoptr(GBytes) stream = vmc_test_hex_bytes(
         "6a00 04000000 | 0a000000"                    /* AGENT_START 10 */
         "6800 00000000 |"                             /* ATTACH_CHANNELS */
         "6b00 18000000 | 01000000 01000000 00000000 04000000 00000000 74657374" /* AGENT_DATA */

@@ -23,26 +23,6 @@
 /* ------------------------------------------------------------------------ */
 /* Shared helpers                                                           */
 
-static GBytes *
-hex_bytes(const char *hex)
-{
-    GByteArray *a = vmc_test_hex(hex);
-
-    return g_byte_array_free_to_bytes(a);
-}
-
-static gboolean
-all_bytes_are(gconstpointer p, gsize n, guint8 v)
-{
-    const guint8 *b = p;
-
-    for (gsize i = 0; i < n; i++) {
-        if (b[i] != v)
-            return FALSE;
-    }
-    return TRUE;
-}
-
 /* A prefix decoder under test, type-erased. */
 typedef struct {
     gsize out_size;
@@ -62,7 +42,7 @@ guarded_prefix_decode(const PrefixCodec *codec, const guint8 *data, gsize len, g
     r = codec->decode(g, len, out, consumed);
     vmc_test_guarded_free(g, len);
     if (r != VMC_DECODE_OK && r != codec->out_also_written_on)
-        g_assert_true(all_bytes_are(out, codec->out_size, SENTINEL));
+        g_assert_true(vmc_test_all_bytes_are(out, codec->out_size, SENTINEL));
     if (r != VMC_DECODE_OK)
         g_assert_cmpuint(*consumed, ==, 0xdeadbeef);
     return r;
@@ -260,7 +240,7 @@ static void
 test_header_vector(gconstpointer data)
 {
     const HeaderVector *v = data;
-    g_autoptr(GBytes) b = hex_bytes(v->hex);
+    g_autoptr(GBytes) b = vmc_test_hex_bytes(v->hex);
     const PrefixCodec *codec = v->check_size ? &header_checked_codec : &header_unchecked_codec;
     VmcLinkHeader h;
 
@@ -444,7 +424,7 @@ guarded_mess_decode(const guint8 *data, gsize len, VmcLinkMess *out, gsize *cons
     r = vmc_link_mess_decode(g, len, out, consumed);
     vmc_test_guarded_free(g, len);
     if (r != VMC_DECODE_OK) {
-        g_assert_true(all_bytes_are(out, sizeof *out, SENTINEL));
+        g_assert_true(vmc_test_all_bytes_are(out, sizeof *out, SENTINEL));
         g_assert_cmpuint(*consumed, ==, 0xdeadbeef);
     } else {
         g_assert_cmpuint(*consumed, ==, len);
@@ -456,7 +436,7 @@ static void
 test_mess_vector(gconstpointer data)
 {
     const MessVector *v = data;
-    g_autoptr(GBytes) b = hex_bytes(v->hex);
+    g_autoptr(GBytes) b = vmc_test_hex_bytes(v->hex);
     const guint8 *bytes = g_bytes_get_data(b, NULL);
     gsize len = g_bytes_get_size(b);
     VmcLinkMess m;
@@ -492,7 +472,7 @@ test_mess_vector(gconstpointer data)
 static void
 test_mess_main_link_stream(void)
 {
-    g_autoptr(GBytes) b = hex_bytes(
+    g_autoptr(GBytes) b = vmc_test_hex_bytes(
         /* SpiceLinkHeader */ "52454451 02000000 02000000 1a000000"
         /* SpiceLinkMess   */ "00000000 01 00 01000000 01000000 12000000"
         /* caps            */ "0b000000 0f000000");
@@ -608,8 +588,9 @@ test_mess_encode(void)
     VmcLinkMess m = { .connection_id = 0x6B8B4567, .channel_type = 3, .channel_id = 1 };
     const guint32 common[] = { 0x0B };
     const guint32 channel[] = { 0x01, 0x80000000 };
-    g_autoptr(GBytes) want = hex_bytes("67458b6b 03 01 01000000 02000000 12000000 0b000000 "
-                                       "01000000 00000080");
+    g_autoptr(GBytes) want =
+        vmc_test_hex_bytes("67458b6b 03 01 01000000 02000000 12000000 0b000000 "
+                           "01000000 00000080");
     gsize need = g_bytes_get_size(want);
 
     /* too small for every shorter capacity; exact capacity works */
@@ -626,7 +607,7 @@ test_mess_encode(void)
     {
         VmcLinkMess main_mess = { .connection_id = 1, .channel_type = 1 };
         guint8 out[18];
-        g_autoptr(GBytes) w0 = hex_bytes("01000000 01 00 00000000 00000000 12000000");
+        g_autoptr(GBytes) w0 = vmc_test_hex_bytes("01000000 01 00 00000000 00000000 12000000");
 
         g_assert_cmpuint(vmc_link_mess_encode(&main_mess, NULL, 0, NULL, 0, out, sizeof out), ==,
                          18);
@@ -722,7 +703,7 @@ guarded_reply_decode(const guint8 *data, gsize len, VmcLinkReply *out, gsize *co
     r = vmc_link_reply_decode(g, len, out, consumed);
     vmc_test_guarded_free(g, len);
     if (r != VMC_DECODE_OK) {
-        g_assert_true(all_bytes_are(out, sizeof *out, SENTINEL));
+        g_assert_true(vmc_test_all_bytes_are(out, sizeof *out, SENTINEL));
         g_assert_cmpuint(*consumed, ==, 0xdeadbeef);
     } else {
         g_assert_cmpuint(*consumed, ==, len);
@@ -733,8 +714,8 @@ guarded_reply_decode(const guint8 *data, gsize len, VmcLinkReply *out, gsize *co
 static void
 test_reply_main_reference(void)
 {
-    g_autoptr(GBytes) b = hex_bytes(main_reply_hex);
-    g_autoptr(GBytes) key = hex_bytes(PUBKEY_HEX);
+    g_autoptr(GBytes) b = vmc_test_hex_bytes(main_reply_hex);
+    g_autoptr(GBytes) key = vmc_test_hex_bytes(PUBKEY_HEX);
     const guint8 *bytes = g_bytes_get_data(b, NULL);
     gsize len = g_bytes_get_size(b);
     VmcLinkHeader h;
@@ -784,7 +765,7 @@ test_reply_main_reference(void)
 static void
 test_reply_link_error(void)
 {
-    g_autoptr(GBytes) b = hex_bytes(error_reply_hex);
+    g_autoptr(GBytes) b = vmc_test_hex_bytes(error_reply_hex);
     const guint8 *bytes = g_bytes_get_data(b, NULL);
     gsize len = g_bytes_get_size(b);
     guint8 out[VMC_LINK_HEADER_SIZE + VMC_LINK_REPLY_SIZE];
@@ -800,7 +781,7 @@ test_reply_link_error(void)
     g_assert_cmpuint(h.size, ==, 178);
     g_assert_cmpint(guarded_reply_decode(bytes + 16, 178, &r, &consumed), ==, VMC_DECODE_OK);
     g_assert_cmpuint(r.error, ==, 2);
-    g_assert_true(all_bytes_are(r.pub_key, sizeof r.pub_key, 0));
+    g_assert_true(vmc_test_all_bytes_are(r.pub_key, sizeof r.pub_key, 0));
     g_assert_cmpuint(r.num_common_caps, ==, 0);
     g_assert_cmpuint(r.num_channel_caps, ==, 0);
     g_assert_cmpuint(r.caps_offset, ==, 0);
@@ -813,7 +794,7 @@ test_reply_link_error(void)
         vmc_link_error_encode(e, out);
         g_assert_cmpmem(out, 16, bytes, 16);
         g_assert_cmpuint(vmc_get_u32le(out + 16), ==, e);
-        g_assert_true(all_bytes_are(out + 20, 174, 0));
+        g_assert_true(vmc_test_all_bytes_are(out + 20, 174, 0));
         g_assert_cmpint(guarded_reply_decode(out + 16, 178, &r, &consumed), ==, VMC_DECODE_OK);
         g_assert_cmpuint(r.error, ==, e);
     }
@@ -822,7 +803,7 @@ test_reply_link_error(void)
 static void
 test_reply_bad_caps(void)
 {
-    g_autoptr(GBytes) b = hex_bytes(main_reply_hex);
+    g_autoptr(GBytes) b = vmc_test_hex_bytes(main_reply_hex);
     g_autofree guint8 *body = g_memdup2((const guint8 *)g_bytes_get_data(b, NULL) + 16, 186);
     VmcLinkReply r;
     gsize consumed;
@@ -958,7 +939,7 @@ static void
 test_word_vector(gconstpointer data)
 {
     const WordVector *v = data;
-    g_autoptr(GBytes) b = hex_bytes(v->hex);
+    g_autoptr(GBytes) b = vmc_test_hex_bytes(v->hex);
     guint32 out;
     guint8 enc[4];
 
@@ -1033,14 +1014,14 @@ run_link_reader(const guint8 *stream, gsize len, gboolean random_pieces, ReadSta
 static void
 test_link_reader_stream(void)
 {
-    g_autoptr(GBytes) good = hex_bytes("52454451 02000000 02000000 1a000000"
+    g_autoptr(GBytes) good = vmc_test_hex_bytes("52454451 02000000 02000000 1a000000"
                                        "00000000 01 00 01000000 01000000 12000000"
                                        "0b000000 0f000000"
                                        "01000000");
-    g_autoptr(GBytes) bad_caps = hex_bytes("52454451 02000000 02000000 1a000000"
+    g_autoptr(GBytes) bad_caps = vmc_test_hex_bytes("52454451 02000000 02000000 1a000000"
                                            "00000000 01 00 01000000 01000000 0a000000"
                                            "0b000000 0f000000");
-    g_autoptr(GBytes) bad_size = hex_bytes("52454451 02000000 02000000 aaaaaaaa 00");
+    g_autoptr(GBytes) bad_size = vmc_test_hex_bytes("52454451 02000000 02000000 aaaaaaaa 00");
     VmcLinkHeader h;
     VmcLinkMess m;
     guint32 mech = 0;

@@ -17,24 +17,6 @@
 
 #define SENTINEL 0xA5
 
-static GBytes *
-hex_bytes(const char *hex)
-{
-    return g_byte_array_free_to_bytes(vmc_test_hex(hex));
-}
-
-static gboolean
-all_bytes_are(gconstpointer p, gsize n, guint8 v)
-{
-    const guint8 *b = p;
-
-    for (gsize i = 0; i < n; i++) {
-        if (b[i] != v)
-            return FALSE;
-    }
-    return TRUE;
-}
-
 /* ------------------------------------------------------------------------ */
 /* A uniform view of every body codec                                        */
 
@@ -59,7 +41,7 @@ typedef struct {
 #define CHECK_UNTOUCHED(r, obj)                                                                   \
     do {                                                                                          \
         if ((r) != VMC_DECODE_OK)                                                                 \
-            g_assert_true(all_bytes_are(&(obj), sizeof(obj), SENTINEL));                          \
+            g_assert_true(vmc_test_all_bytes_are(&(obj), sizeof(obj), SENTINEL));        \
     } while (0)
 
 static void
@@ -156,7 +138,8 @@ chlist_dec(const guint8 *buf, gsize len, Fields *f)
         }
         /* entries past n are left alone */
         if (n < G_N_ELEMENTS(ids))
-            g_assert_true(all_bytes_are(&ids[n], sizeof ids - n * sizeof ids[0], SENTINEL));
+            g_assert_true(vmc_test_all_bytes_are(&ids[n], sizeof ids - n * sizeof ids[0],
+                                                 SENTINEL));
     }
     return r;
 }
@@ -756,7 +739,7 @@ test_body_vector(gconstpointer data)
 {
     const BodyVector *v = data;
     const BodyCodec *c = v->codec;
-    g_autoptr(GBytes) b = hex_bytes(v->hex);
+    g_autoptr(GBytes) b = vmc_test_hex_bytes(v->hex);
     const guint8 *bytes = g_bytes_get_data(b, NULL);
     gsize len = g_bytes_get_size(b);
     gsize content = v->content ? v->content : len;
@@ -867,7 +850,7 @@ test_ping_net_test_sizes(void)
 
         g_assert_cmpuint(n, ==, 12 + paddings[i]);
         g_assert_cmpuint(vmc_get_u32le(buf), ==, i + 1);
-        g_assert_true(all_bytes_are(buf + 12, paddings[i], 0));
+        g_assert_true(vmc_test_all_bytes_are(buf + 12, paddings[i], 0));
         g_assert_cmpint(vmc_ping_decode(buf, n, &out), ==, VMC_DECODE_OK);
         g_assert_cmpuint(out.id, ==, i + 1);
         g_assert_cmpuint(out.timestamp, ==, 1000000 + i);
@@ -896,7 +879,7 @@ test_ping_net_test_sizes(void)
 static void
 test_channels_list_max(void)
 {
-    g_autoptr(GBytes) b = hex_bytes("05000000 | 01 00 | 02 00 | 03 00 | 04 00 | 05 00");
+    g_autoptr(GBytes) b = vmc_test_hex_bytes("05000000 | 01 00 | 02 00 | 03 00 | 04 00 | 05 00");
     VmcChannelId ids[3];
     guint32 n = 0;
 
@@ -908,7 +891,7 @@ test_channels_list_max(void)
     g_assert_cmpuint(n, ==, 5);
     g_assert_cmpuint(ids[0].type, ==, 1);
     g_assert_cmpuint(ids[1].type, ==, 2);
-    g_assert_true(all_bytes_are(&ids[2], sizeof ids[2], SENTINEL));
+    g_assert_true(vmc_test_all_bytes_are(&ids[2], sizeof ids[2], SENTINEL));
     /* max 0 with no storage just counts */
     n = 0;
     g_assert_cmpint(vmc_main_channels_list_decode(g_bytes_get_data(b, NULL), g_bytes_get_size(b),
@@ -1149,7 +1132,7 @@ test_empty_and_raw_messages(void)
     };
 
     for (gsize i = 0; i < G_N_ELEMENTS(msgs); i++) {
-        g_autoptr(GBytes) b = hex_bytes(msgs[i].hex);
+        g_autoptr(GBytes) b = vmc_test_hex_bytes(msgs[i].hex);
         VmcDataHeader h;
         gsize consumed;
         guint8 enc[6];

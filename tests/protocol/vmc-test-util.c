@@ -29,6 +29,24 @@ vmc_test_hex(const char *hex)
     return out;
 }
 
+GBytes *
+vmc_test_hex_bytes(const char *hex)
+{
+    return g_byte_array_free_to_bytes(vmc_test_hex(hex));
+}
+
+gboolean
+vmc_test_all_bytes_are(gconstpointer p, gsize n, guint8 v)
+{
+    const guint8 *b = p;
+
+    for (gsize i = 0; i < n; i++) {
+        if (b[i] != v)
+            return FALSE;
+    }
+    return TRUE;
+}
+
 static gsize
 guard_span(gsize len, gsize *page_out)
 {
