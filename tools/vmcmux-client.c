@@ -520,18 +520,27 @@ typedef struct {
     VmcDescribeCtx dctx;
 } Watch;
 
+/* One line of a live log: seconds since t0, an optional direction column, the text. */
+static void G_GNUC_PRINTF(4, 0)
+timed_vprint(gdouble t0, gboolean quiet, const char *dir, const char *fmt, va_list ap)
+{
+    if (quiet)
+        return;
+    printf("%9.3f  ", now_s() - t0);
+    if (dir)
+        printf("%-13s ", dir);
+    vprintf(fmt, ap);
+    printf("\n");
+    fflush(stdout);
+}
+
 static void G_GNUC_PRINTF(3, 4)
 watch_print(Watch *w, const char *dir, const char *fmt, ...)
 {
     va_list ap;
-    if (w->quiet)
-        return;
-    printf("%9.3f  %-13s ", now_s() - w->t0, dir);
     va_start(ap, fmt);
-    vprintf(fmt, ap);
+    timed_vprint(w->t0, w->quiet, dir, fmt, ap);
     va_end(ap);
-    printf("\n");
-    fflush(stdout);
 }
 
 /* Taps one whole agent message (header + payload) into the recorder. */
@@ -1405,14 +1414,9 @@ static void G_GNUC_PRINTF(2, 3)
 agent_print(Agent *a, const char *fmt, ...)
 {
     va_list ap;
-    if (a->quiet)
-        return;
-    printf("%9.3f  ", now_s() - a->t0);
     va_start(ap, fmt);
-    vprintf(fmt, ap);
+    timed_vprint(a->t0, a->quiet, NULL, fmt, ap);
     va_end(ap);
-    printf("\n");
-    fflush(stdout);
 }
 
 static void
